@@ -1,0 +1,7 @@
+"""``python -m pachlocal``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

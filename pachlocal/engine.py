@@ -1,0 +1,1177 @@
+"""The engine: pipelines, commit sets, jobs and datums over a :class:`Store`.
+
+A change to a branch (a user commit, a cron tick, a created pipeline) opens a
+*commit set*. In the same SQLite transaction that makes the change visible,
+one job row is queued for every pipeline downstream of it, each naming the
+exact input commits it will read (commits of the same set for inputs inside
+the set, current heads otherwise). Jobs run in order; a job's output commit is
+inserted, with its provenance, in one transaction when it finishes, which also
+evaluates branch triggers on the output repo. The job table is a durable
+queue: a process killed mid-job leaves a ``running`` row that the next writer
+resets to ``created`` and runs again from scratch.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import os
+import secrets as pysecrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import cron
+from .datums import Datum, DatumInput, FileInfo, InputCommit, datum_hash, form_datums
+from .sandbox import Mounts, Sandbox, detect
+from .secrets import SecretStore
+from .spec import duration_seconds, parse_pipeline_spec, spec_fingerprint
+from .store import Entry, NotFound, Store, StoreError, clean_path, new_id
+
+JOB_DONE = ("success", "failure", "killed", "unrunnable")
+
+
+class EngineError(Exception):
+    """An engine request that cannot be satisfied; the message says why."""
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to show progress; the default shows nothing."""
+
+    job_started: Callable[[str, str, int], None] = lambda pipeline, job, total: None
+    datum_done: Callable[[str, int, int], None] = lambda pipeline, done, total: None
+    job_finished: Callable[[Mapping[str, Any]], None] = lambda job: None
+
+
+@dataclass
+class DatumOutcome:
+    """What running one datum produced."""
+
+    datum: Datum
+    hash: str
+    state: str
+    outputs: list[Entry] = field(default_factory=list)
+    log: list[tuple[int, str]] = field(default_factory=list)
+    attempts: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
+    if "pfs" in node:
+        p = node["pfs"]
+        yield {"name": p["name"], "repo": p["repo"], "branch": p["branch"], "kind": "pfs", **p}
+    elif "cron" in node:
+        c = node["cron"]
+        yield {"name": c["name"], "repo": c["repo"], "branch": "master", "kind": "cron", **c}
+    else:
+        for key in ("cross", "union", "join", "group"):
+            for child in node.get(key) or []:
+                yield from _leaves(child)
+
+
+def _now_iso(t: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).isoformat()
+
+
+class Engine:
+    """A pachlocal state directory opened for reading or writing."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        write: bool = True,
+        progress: Progress | None = None,
+        wait_for_lock: bool = True,
+        command: str = "",
+    ) -> None:
+        self.home = home
+        self.store = Store(home, readonly=not write)
+        self.secrets = SecretStore(home)
+        self.progress = progress or Progress()
+        self.write = write
+        self._sandbox: Sandbox | None = None
+        self._code_versions: dict[str, str] = {}
+        self._interrupted = threading.Event()
+        if write:
+            self.store.lock(wait=wait_for_lock, what=command)
+            self._recover()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recovery -------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Reset jobs left ``running`` by a killed process; their outputs were never visible."""
+        stale = self.store.db.execute(
+            "SELECT pipeline, id FROM jobs WHERE state='running'"
+        ).fetchall()
+        if stale:
+            with self.store.transaction() as db:
+                for row in stale:
+                    db.execute(
+                        "DELETE FROM datums WHERE pipeline=? AND job=?",
+                        (row["pipeline"], row["id"]),
+                    )
+                    db.execute(
+                        "UPDATE jobs SET state='created', started=NULL, processed=0, skipped=0, "
+                        "failed=0, recovered=0 WHERE pipeline=? AND id=?",
+                        (row["pipeline"], row["id"]),
+                    )
+        shutil.rmtree(self.home / "work", ignore_errors=True)
+        self.store.clear_tmp()
+
+    # -- pipelines ---------------------------------------------------------------------
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        rows = self.store.db.execute("SELECT * FROM pipelines ORDER BY name")
+        return [self._pipeline(r) for r in rows]
+
+    def _pipeline(self, row: Any) -> dict[str, Any]:
+        return {
+            "name": row["name"],
+            "spec": json.loads(row["spec"]),
+            "fingerprint": row["fingerprint"],
+            "version": row["version"],
+            "salt": row["salt"],
+            "code_root": row["code_root"],
+            "created": row["created"],
+            "updated": row["updated"],
+        }
+
+    def pipeline(self, name: str) -> dict[str, Any]:
+        row = self.store.db.execute("SELECT * FROM pipelines WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"pipeline {name} not found")
+        return self._pipeline(row)
+
+    def pipeline_version(self, name: str, version: int) -> dict[str, Any]:
+        row = self.store.db.execute(
+            "SELECT * FROM pipeline_versions WHERE name=? AND version=?", (name, version)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"pipeline {name} version {version} not found")
+        return {"spec": json.loads(row["spec"]), "salt": row["salt"], "version": version}
+
+    def create_pipeline(
+        self,
+        doc: Mapping[str, Any],
+        *,
+        code_root: Path,
+        update: bool = False,
+        reprocess: bool = False,
+    ) -> str:
+        """Create (or with ``update`` replace) a pipeline and queue its first job.
+
+        Returns:
+            The id of the commit set the creation opened.
+        """
+        spec = parse_pipeline_spec(doc)
+        name = spec["pipeline"]["name"]
+        existing = self.store.db.execute("SELECT * FROM pipelines WHERE name=?", (name,)).fetchone()
+        if existing and not (update or spec.get("update")):
+            raise EngineError(f"pipeline {name} already exists (use 'update pipeline')")
+        for leaf in _leaves(spec.get("input") or {}):
+            if leaf["kind"] == "pfs" and not self.store.repo_exists(leaf["repo"]):
+                raise NotFound(f"pipeline {name}: input repo {leaf['repo']} not found")
+            if leaf["kind"] == "cron":
+                cron.parse_schedule(leaf["spec"])
+        for secret in spec["transform"].get("secrets") or []:
+            values = self.secrets.get(secret["name"])
+            if "key" in secret and secret["key"] not in values:
+                raise EngineError(
+                    f"pipeline {name}: secret {secret['name']} has no key {secret['key']!r}"
+                )
+        if self.store.repo_exists(name) and not existing:
+            raise EngineError(f"cannot create pipeline {name}: a repo named {name} already exists")
+        now = time.time()
+        version = existing["version"] + 1 if existing else 1
+        reprocess = reprocess or bool(spec.get("reprocess"))
+        salt = existing["salt"] if existing and not reprocess else pysecrets.token_hex(16)
+        spec_json = json.dumps(spec, sort_keys=True)
+        set_id = new_id()
+        for leaf in _leaves(spec.get("input") or {}):
+            if leaf["kind"] == "cron":
+                self.store.ensure_repo(
+                    leaf["repo"], kind="cron", description=f"Cron tick repo for {name}"
+                )
+        self.store.ensure_repo(
+            name, kind="pipeline", description=f"Output repo for pipeline {name}"
+        )
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO pipelines (name, spec, fingerprint, version, salt, code_root, created, updated)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET spec=excluded.spec,"
+                " fingerprint=excluded.fingerprint, version=excluded.version, salt=excluded.salt,"
+                " code_root=excluded.code_root, updated=excluded.updated",
+                (name, spec_json, spec_fingerprint(spec), version, salt, str(code_root), now, now),
+            )
+            db.execute(
+                "INSERT INTO pipeline_versions VALUES (?,?,?,?,?,?)",
+                (name, version, spec_json, spec_fingerprint(spec), salt, now),
+            )
+            for leaf in _leaves(spec.get("input") or {}):
+                trigger = leaf.get("trigger")
+                if trigger and not self.store.branch_exists(leaf["repo"], leaf["branch"]):
+                    head = self.store.branch_head(leaf["repo"], trigger.get("branch", "master"))
+                    self.store.create_branch(leaf["repo"], leaf["branch"], head, trigger)
+                elif trigger:
+                    db.execute(
+                        "UPDATE branches SET trigger=? WHERE repo=? AND name=?",
+                        (json.dumps(trigger), leaf["repo"], leaf["branch"]),
+                    )
+            self._open_set(
+                db, set_id, cause=f"{'update' if existing else 'create'} pipeline {name}"
+            )
+            self._queue_jobs(db, set_id, [name], changed=set())
+        return set_id
+
+    def delete_pipeline(self, name: str, *, keep_repo: bool = False) -> None:
+        pipe = self.pipeline(name)
+        downstream = [p["name"] for p in self.pipelines() if self._reads(p["spec"], name)]
+        if downstream and not keep_repo:
+            raise EngineError(
+                f"cannot delete pipeline {name}: {', '.join(downstream)} read its output"
+            )
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM pipelines WHERE name=?", (name,))
+            db.execute(
+                "DELETE FROM jobs WHERE pipeline=? AND state NOT IN ('success','failure','killed','unrunnable')",
+                (name,),
+            )
+        if not keep_repo:
+            self.store.delete_repo(name)
+            for leaf in _leaves(pipe["spec"].get("input") or {}):
+                if leaf["kind"] == "cron" and self.store.repo_exists(leaf["repo"]):
+                    self.store.delete_repo(leaf["repo"])
+
+    @staticmethod
+    def _reads(spec: Mapping[str, Any], repo: str) -> bool:
+        return any(leaf["repo"] == repo for leaf in _leaves(spec.get("input") or {}))
+
+    # -- commit sets and the job queue ------------------------------------------------------
+
+    def _open_set(
+        self, db: Any, set_id: str, *, cause: str, logical_time: str | None = None
+    ) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO commit_sets (id, seq, created, logical_time, cause) VALUES (?,?,?,?,?)",
+            (set_id, self.store.next_seq(), time.time(), logical_time or _now_iso(), cause),
+        )
+
+    def _subscribers(self, repo: str, branch: str) -> list[str]:
+        return [
+            p["name"]
+            for p in self.pipelines()
+            if any(
+                leaf["repo"] == repo and leaf["branch"] == branch
+                for leaf in _leaves(p["spec"].get("input") or {})
+            )
+        ]
+
+    def _queue_jobs(
+        self, db: Any, set_id: str, roots: Sequence[str], changed: set[tuple[str, str]]
+    ) -> None:
+        """Queue a job in ``set_id`` for each pipeline in ``roots`` and everything downstream.
+
+        ``changed`` holds the (repo, branch) pairs that get a commit in this set; the
+        jobs' outputs are added to it as the closure grows.
+        """
+        order: list[str] = []
+        queue = list(roots)
+        while queue:
+            name = queue.pop(0)
+            if name in order:
+                continue
+            exists = db.execute(
+                "SELECT 1 FROM jobs WHERE pipeline=? AND id=?", (name, set_id)
+            ).fetchone()
+            if exists:
+                continue
+            order.append(name)
+            pipe = self.pipeline(name)
+            out = (name, pipe["spec"]["outputBranch"])
+            changed.add(out)
+            queue.extend(self._subscribers(*out))
+        for name in order:
+            pipe = self.pipeline(name)
+            inputs = []
+            for leaf in _leaves(pipe["spec"].get("input") or {}):
+                key = (leaf["repo"], leaf["branch"])
+                if key in changed:
+                    commit: str | None = set_id
+                elif self.store.branch_exists(*key):
+                    commit = self.store.branch_head(*key)
+                else:
+                    commit = None
+                inputs.append(
+                    {
+                        "name": leaf["name"],
+                        "repo": leaf["repo"],
+                        "branch": leaf["branch"],
+                        "commit": commit,
+                    }
+                )
+            db.execute(
+                "INSERT INTO jobs (pipeline, id, seq, state, created, inputs, spec_version)"
+                " VALUES (?,?,?,'created',?,?,?)",
+                (
+                    name,
+                    set_id,
+                    self.store.next_seq(),
+                    time.time(),
+                    json.dumps(inputs),
+                    pipe["version"],
+                ),
+            )
+
+    def _on_commit(self, db: Any, repo: str, branch: str, set_id: str, logical_time: str) -> None:
+        """After a commit lands on ``repo@branch``: fire triggers, queue downstream jobs."""
+        changed = {(repo, branch)}
+        for trig in self._fired_triggers(repo, branch, set_id, logical_time):
+            db.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (set_id, repo, trig))
+            changed.add((repo, trig))
+        roots: list[str] = []
+        for r, b in sorted(changed):
+            roots.extend(self._subscribers(r, b))
+        if roots:
+            self._queue_jobs(db, set_id, sorted(set(roots)), changed)
+
+    def _fired_triggers(self, repo: str, branch: str, head: str, logical_time: str) -> list[str]:
+        """Branches of ``repo`` whose trigger on ``branch`` fires with the new head.
+
+        Conditions (Pachyderm's ``isTriggered``): ``commits`` new commits since the
+        triggered branch's head, ``size`` new bytes, ``cronSpec`` a tick passed since
+        the triggered head's logical time; ``all`` requires every set condition.
+        """
+        fired = []
+        for row in self.store.db.execute(
+            "SELECT name, head, trigger FROM branches WHERE repo=? AND trigger IS NOT NULL", (repo,)
+        ):
+            trig = json.loads(row["trigger"])
+            if trig.get("branch", "master") != branch or row["name"] == branch:
+                continue
+            new = self._commits_since(repo, head, row["head"])
+            results = []
+            if trig.get("commits"):
+                results.append(len(new) >= int(trig["commits"]))
+            if trig.get("size"):
+                results.append(sum(c.size for c in new) >= _parse_size(trig["size"]))
+            if trig.get("cronSpec"):
+                last = self._logical_time(row["head"]) if row["head"] else None
+                now = datetime.fromisoformat(logical_time)
+                if last is None:
+                    results.append(True)
+                else:
+                    nxt = cron.parse_schedule(trig["cronSpec"]).next(datetime.fromisoformat(last))
+                    results.append(nxt is not None and nxt <= now)
+            if not results:
+                results.append(True)
+            if all(results) if trig.get("all") else any(results):
+                fired.append(row["name"])
+        return fired
+
+    def _commits_since(self, repo: str, head: str, stop: str | None) -> list[Any]:
+        out = []
+        commit = self.store.find_commit(repo, head)
+        while commit is not None and commit.id != stop:
+            out.append(commit)
+            commit = self.store.find_commit(repo, commit.parent) if commit.parent else None
+        return out
+
+    def _logical_time(self, set_id: str) -> str | None:
+        row = self.store.db.execute(
+            "SELECT logical_time FROM commit_sets WHERE id=?", (set_id,)
+        ).fetchone()
+        return row["logical_time"] if row else None
+
+    # -- user commits ---------------------------------------------------------------------
+
+    def commit_files(
+        self,
+        repo: str,
+        branch: str,
+        puts: Sequence[tuple[str, Path | bytes]] = (),
+        deletes: Sequence[str] = (),
+        *,
+        description: str = "",
+        logical_time: str | None = None,
+        cause: str = "",
+    ) -> str:
+        """Put and delete files on ``repo@branch``: into its open commit if there is one,
+        else in a new commit finished at once (which queues downstream jobs)."""
+        self.store.require_repo(repo)
+        open_id = self.store.open_commit(repo, branch)
+        commit_id = open_id or self.store.start_commit(repo, branch, description)
+        try:
+            staged = self._stage(repo, commit_id, puts, deletes)
+        except BaseException:
+            if open_id is None:
+                self._abandon(repo, commit_id)
+            raise
+        del staged
+        if open_id is None:
+            self.finish_commit(repo, commit_id, logical_time=logical_time, cause=cause)
+        return commit_id
+
+    def _stage(
+        self,
+        repo: str,
+        commit_id: str,
+        puts: Sequence[tuple[str, Path | bytes]],
+        deletes: Sequence[str],
+    ) -> int:
+        staged: list[tuple[str, str | None, int]] = [(clean_path(p), None, 0) for p in deletes]
+        for path, src in puts:
+            target = clean_path(path)
+            if target == "/":
+                raise StoreError("put file: a file path is required")
+            if isinstance(src, bytes):
+                staged.append((target, self.store.objects.put_bytes(src), len(src)))
+            else:
+                with src.open("rb") as f:
+                    digest, size = self.store.objects.put_stream(f)
+                staged.append((target, digest, size))
+        with self.store.transaction():
+            for pfs_path, maybe_digest, nbytes in staged:
+                self.store.stage_file(repo, commit_id, pfs_path, maybe_digest, nbytes)
+        return len(staged)
+
+    def _abandon(self, repo: str, commit_id: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM staging WHERE repo=? AND commit_id=?", (repo, commit_id))
+            db.execute(
+                "DELETE FROM commits WHERE repo=? AND id=? AND finished IS NULL", (repo, commit_id)
+            )
+
+    def start_commit(self, repo: str, branch: str, description: str = "") -> str:
+        return self.store.start_commit(repo, branch, description)
+
+    def finish_commit(
+        self, repo: str, commit_id: str, *, logical_time: str | None = None, cause: str = ""
+    ) -> None:
+        commit = self.store.get_commit(repo, commit_id)
+        with self.store.transaction() as db:
+            self.store.finish_commit(db, repo, commit_id)
+            lt = logical_time or _now_iso()
+            self._open_set(
+                db, commit_id, cause=cause or f"commit to {repo}@{commit.branch}", logical_time=lt
+            )
+            self._on_commit(db, repo, commit.branch, commit_id, lt)
+
+    def squash_commit_set(self, set_id: str) -> None:
+        raise EngineError("squash is not supported by pachlocal")
+
+    # -- running jobs ---------------------------------------------------------------------
+
+    def pending_jobs(self) -> list[Any]:
+        return list(
+            self.store.db.execute(
+                "SELECT * FROM jobs WHERE state IN ('created','running') ORDER BY seq"
+            )
+        )
+
+    def run_pending(self) -> list[dict[str, Any]]:
+        """Run queued jobs in order until none is runnable; returns the finished job rows."""
+        done: list[dict[str, Any]] = []
+        while True:
+            progressed = False
+            for job in self.pending_jobs():
+                status = self._readiness(job)
+                if status == "wait":
+                    continue
+                if status == "ready":
+                    self._run_job(job)
+                else:
+                    self._finish_unrunnable(job, status)
+                done.append(self.job(job["pipeline"], job["id"]))
+                progressed = True
+                break
+            if not progressed:
+                return done
+
+    def _readiness(self, job: Any) -> str:
+        for inp in json.loads(job["inputs"]):
+            if inp["commit"] is None:
+                continue
+            commit = self.store.find_commit(inp["repo"], inp["commit"])
+            if commit is None or commit.finished is None:
+                upstream = self.store.db.execute(
+                    "SELECT state FROM jobs WHERE pipeline=? AND id=?", (inp["repo"], inp["commit"])
+                ).fetchone()
+                if upstream is not None and upstream["state"] in JOB_DONE:
+                    return f"input {inp['repo']}@{inp['commit']} was never produced"
+                if upstream is None and commit is None:
+                    return f"input {inp['repo']}@{inp['commit']} does not exist"
+                return "wait"
+            if commit.error:
+                return f"unrunnable: input {inp['repo']}@{inp['commit']} failed: {commit.error}"
+        return "ready"
+
+    def _finish_unrunnable(self, job: Any, reason: str) -> None:
+        pipe = self.pipeline_version(job["pipeline"], job["spec_version"])
+        with self.store.transaction() as db:
+            self.store.insert_commit(
+                db,
+                repo=job["pipeline"],
+                commit_id=job["id"],
+                branch=pipe["spec"]["outputBranch"],
+                origin="AUTO",
+                entries=None,
+                provenance=self._provenance(job, pipe),
+                error=reason,
+            )
+            db.execute(
+                "UPDATE jobs SET state='unrunnable', finished=?, reason=? WHERE pipeline=? AND id=?",
+                (time.time(), reason, job["pipeline"], job["id"]),
+            )
+        self.progress.job_finished(self.job(job["pipeline"], job["id"]))
+
+    def _provenance(self, job: Any, pipe: Mapping[str, Any]) -> dict[str, Any]:
+        spec = pipe["spec"]
+        return {
+            "inputs": json.loads(job["inputs"]),
+            "pipeline": job["pipeline"],
+            "spec_version": pipe["version"],
+            "spec_fingerprint": spec_fingerprint(spec),
+            "image": spec["transform"].get("image", ""),
+            "git_revision": self._code_version(self.pipeline(job["pipeline"])["code_root"])
+            if self._has_pipeline(job["pipeline"])
+            else "",
+            "job": job["id"],
+        }
+
+    def _has_pipeline(self, name: str) -> bool:
+        q = "SELECT 1 FROM pipelines WHERE name=?"
+        return self.store.db.execute(q, (name,)).fetchone() is not None
+
+    def _code_version(self, code_root: str) -> str:
+        """The git revision of the code a job ran (``+dirty`` when the tree had changes)."""
+        if code_root not in self._code_versions:
+            try:
+                rev = subprocess.run(
+                    ["git", "-C", code_root, "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=10,
+                ).stdout.strip()
+                dirty = subprocess.run(
+                    ["git", "-C", code_root, "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=10,
+                ).stdout.strip()
+                self._code_versions[code_root] = rev + ("+dirty" if dirty else "")
+            except (OSError, subprocess.SubprocessError):
+                self._code_versions[code_root] = ""
+        return self._code_versions[code_root]
+
+    def _input_commits(self, inputs: Sequence[Mapping[str, Any]]) -> dict[str, InputCommit]:
+        """Input commits keyed by input name (``name#i`` for union alternatives sharing one)."""
+        out = {}
+        for n, inp in enumerate(inputs):
+            files: list[FileInfo] = []
+            if inp["commit"] is not None:
+                commit = self.store.get_commit(inp["repo"], inp["commit"])
+                files = [
+                    FileInfo(e.path, e.hash, e.size) for e in self.store.manifest(commit).values()
+                ]
+                files.sort(key=lambda f: f.path)
+            key = inp["name"] if inp["name"] not in out else f"{inp['name']}#{n}"
+            out[key] = InputCommit(inp["repo"], inp["branch"], inp["commit"] or "", files)
+        return out
+
+    def _previous(
+        self, pipeline: str, before_seq: int
+    ) -> tuple[dict[str, tuple[str, str]], dict[str, Entry]]:
+        """Datums and output files of the pipeline's last successful job."""
+        row = self.store.db.execute(
+            "SELECT id FROM jobs WHERE pipeline=? AND state='success' AND seq<? ORDER BY seq DESC LIMIT 1",
+            (pipeline, before_seq),
+        ).fetchone()
+        if row is None:
+            return {}, {}
+        datums = {
+            r["datum"]: (r["hash"], r["state"])
+            for r in self.store.db.execute(
+                "SELECT datum, hash, state FROM datums WHERE pipeline=? AND job=?",
+                (pipeline, row["id"]),
+            )
+        }
+        commit = self.store.find_commit(pipeline, row["id"])
+        return datums, (self.store.manifest(commit) if commit else {})
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = detect(self.home / "work")
+            for note in self._sandbox.notes:
+                sys.stderr.write(f"pachlocal: {note}\n")
+        return self._sandbox
+
+    def _run_job(self, job: Any) -> None:
+        name, job_id = job["pipeline"], job["id"]
+        pipe = self.pipeline_version(name, job["spec_version"])
+        spec, salt = pipe["spec"], pipe["salt"]
+        started = time.time()
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state='running', started=? WHERE pipeline=? AND id=?",
+                (started, name, job_id),
+            )
+        inputs = json.loads(job["inputs"])
+        try:
+            datums = (
+                form_datums(spec.get("input") or {}, self._input_commits(inputs))
+                if spec.get("input")
+                else []
+            )
+        except ValueError as exc:
+            self._fail_job(job, pipe, f"cannot form datums: {exc}", [])
+            return
+        prev_datums, prev_files = self._previous(name, job["seq"])
+        every_job = spec.get("reprocessSpec") == "every_job"
+        outcomes: list[DatumOutcome] = []
+        todo: list[tuple[Datum, str]] = []
+        for d in datums:
+            h = datum_hash(d, salt)
+            prev = prev_datums.get(d.id)
+            if not every_job and prev and prev[0] == h and prev[1] in ("success", "skipped"):
+                kept = [e for e in prev_files.values() if e.datum == d.id]
+                outcomes.append(DatumOutcome(d, h, "skipped", outputs=kept))
+            else:
+                todo.append((d, h))
+        self.progress.job_started(name, job_id, len(datums))
+        self.progress.datum_done(name, len(outcomes), len(datums))
+        outcomes.extend(self._process(name, job, spec, todo, len(outcomes), len(datums)))
+        self._write_logs(name, job_id, outcomes)
+        failed = [o for o in outcomes if o.state == "failed"]
+        if failed:
+            first = failed[0]
+            reason = f"{len(failed)} datum(s) failed; first: datum {first.datum.id}: {first.reason}"
+            self._fail_job(job, pipe, reason, outcomes)
+            return
+        entries, clash = _merge_outputs(outcomes)
+        if clash:
+            self._fail_job(job, pipe, clash, outcomes)
+            return
+        with self.store.transaction() as db:
+            self.store.insert_commit(
+                db,
+                repo=name,
+                commit_id=job_id,
+                branch=spec["outputBranch"],
+                origin="AUTO",
+                entries=entries,
+                provenance=self._provenance(job, pipe),
+                started=started,
+            )
+            self._record_datums(db, name, job_id, outcomes, "success", "")
+            self._on_commit(
+                db, name, spec["outputBranch"], job_id, self._logical_time(job_id) or _now_iso()
+            )
+        self.progress.job_finished(self.job(name, job_id))
+
+    def _fail_job(
+        self, job: Any, pipe: Mapping[str, Any], reason: str, outcomes: Sequence[DatumOutcome]
+    ) -> None:
+        with self.store.transaction() as db:
+            self.store.insert_commit(
+                db,
+                repo=job["pipeline"],
+                commit_id=job["id"],
+                branch=pipe["spec"]["outputBranch"],
+                origin="AUTO",
+                entries=None,
+                provenance=self._provenance(job, pipe),
+                error=reason,
+            )
+            self._record_datums(db, job["pipeline"], job["id"], outcomes, "failure", reason)
+        self.progress.job_finished(self.job(job["pipeline"], job["id"]))
+
+    def _record_datums(
+        self,
+        db: Any,
+        name: str,
+        job_id: str,
+        outcomes: Sequence[DatumOutcome],
+        state: str,
+        reason: str,
+    ) -> None:
+        counts = {
+            s: sum(o.state == s for o in outcomes)
+            for s in ("success", "skipped", "failed", "recovered")
+        }
+        db.executemany(
+            "INSERT OR REPLACE INTO datums (pipeline, job, datum, hash, state, inputs, attempts, seconds, reason)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    name,
+                    job_id,
+                    o.datum.id,
+                    o.hash,
+                    o.state,
+                    json.dumps([_input_json(i) for i in o.datum.inputs]),
+                    o.attempts,
+                    o.seconds,
+                    o.reason,
+                )
+                for o in outcomes
+            ],
+        )
+        db.execute(
+            "UPDATE jobs SET state=?, finished=?, total=?, processed=?, skipped=?, failed=?, recovered=?,"
+            " reason=? WHERE pipeline=? AND id=?",
+            (
+                state,
+                time.time(),
+                len(outcomes),
+                counts["success"],
+                counts["skipped"],
+                counts["failed"],
+                counts["recovered"],
+                reason,
+                name,
+                job_id,
+            ),
+        )
+
+    def _write_logs(self, name: str, job_id: str, outcomes: Sequence[DatumOutcome]) -> None:
+        lines = [
+            json.dumps({"datum": o.datum.id, "attempt": attempt, "message": text})
+            for o in outcomes
+            for attempt, text in o.log
+        ]
+        if lines:
+            path = self.home / "logs" / name / f"{job_id}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                f.write("\n".join(lines) + "\n")
+
+    def _process(
+        self,
+        name: str,
+        job: Any,
+        spec: Mapping[str, Any],
+        todo: Sequence[tuple[Datum, str]],
+        done: int,
+        total: int,
+    ) -> list[DatumOutcome]:
+        if not todo:
+            return []
+        pipe = self.pipeline(name) if self._has_pipeline(name) else {"code_root": os.getcwd()}
+        runner = _DatumRunner(self, name, job["id"], spec, Path(pipe["code_root"]))
+        workers = max(
+            1, min(int(spec["parallelismSpec"].get("constant", 1) or 1), os.cpu_count() or 1)
+        )
+        results: list[DatumOutcome] = []
+        if workers == 1:
+            for d, h in todo:
+                results.append(runner.run(d, h))
+                self.progress.datum_done(name, done + len(results), total)
+            return results
+        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(runner.run, d, h) for d, h in todo]
+            try:
+                for fut in cf.as_completed(futures):
+                    results.append(fut.result())
+                    self.progress.datum_done(name, done + len(results), total)
+            except BaseException:
+                runner.cancel()
+                for fut in futures:
+                    fut.cancel()
+                raise
+        order = {d.id: i for i, (d, _) in enumerate(todo)}
+        results.sort(key=lambda o: order[o.datum.id])
+        return results
+
+    # -- cron -------------------------------------------------------------------------------
+
+    def cron_inputs(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (p["name"], leaf)
+            for p in self.pipelines()
+            for leaf in _leaves(p["spec"].get("input") or {})
+            if leaf["kind"] == "cron"
+        ]
+
+    def _last_tick(self, pipeline: Mapping[str, Any], leaf: Mapping[str, Any]) -> datetime:
+        head = self.store.branch_head(leaf["repo"], "master")
+        if head:
+            names = [
+                p.lstrip("/")
+                for p in self.store.manifest(self.store.get_commit(leaf["repo"], head))
+            ]
+            latest = cron.latest_tick(names)
+            if latest is not None:
+                return latest
+            # overwrite ticks are deleted and re-added: fall back to the tick commits' times
+            row = self.store.db.execute(
+                "SELECT logical_time FROM commit_sets WHERE id=?", (head,)
+            ).fetchone()
+            if row:
+                return datetime.fromisoformat(row["logical_time"])
+        if leaf.get("start"):
+            return cron.parse_rfc3339(leaf["start"])
+        return datetime.fromtimestamp(pipeline["updated"], UTC).replace(microsecond=0)
+
+    def due_ticks(self, until: datetime) -> list[tuple[datetime, str, dict[str, Any]]]:
+        """Every tick due up to ``until`` for every cron input, oldest first."""
+        due = []
+        for name, leaf in self.cron_inputs():
+            schedule = cron.parse_schedule(leaf["spec"])
+            last = self._last_tick(self.pipeline(name), leaf)
+            for t in cron.ticks_between(schedule, last, until, limit=100_000):
+                due.append((t, name, leaf))
+        due.sort(key=lambda x: (x[0], x[1], x[2]["name"]))
+        return due
+
+    def fire_tick(self, pipeline: str, leaf: Mapping[str, Any], when: datetime) -> str:
+        """Commit one tick to the cron input's repo (replacing the old one with ``overwrite``)."""
+        name = cron.format_tick(when)
+        deletes: list[str] = []
+        if leaf.get("overwrite"):
+            head = self.store.branch_head(leaf["repo"], "master")
+            if head:
+                deletes = list(self.store.manifest(self.store.get_commit(leaf["repo"], head)))
+        return self.commit_files(
+            leaf["repo"],
+            "master",
+            [(f"/{name}", b"")],
+            deletes,
+            logical_time=when.isoformat(),
+            cause=f"cron tick {name} of {pipeline}/{leaf['name']}",
+        )
+
+    def tick_until(self, until: datetime, *, run: bool = True) -> list[tuple[datetime, str]]:
+        """Fire every due tick up to ``until`` (backfill), running the jobs after each tick."""
+        fired = []
+        for when, name, leaf in self.due_ticks(until):
+            self.fire_tick(name, leaf, when)
+            fired.append((when, name))
+            if run:
+                self.run_pending()
+        return fired
+
+    def run_cron(self, pipeline: str, when: datetime | None = None) -> str:
+        """``pachctl run cron``: one tick at the current time for each cron input of ``pipeline``."""
+        leaves = [leaf for p, leaf in self.cron_inputs() if p == pipeline]
+        if not leaves:
+            raise EngineError(f"pipeline {pipeline} has no cron input")
+        t = (when or datetime.now(UTC)).replace(microsecond=0)
+        ids = [self.fire_tick(pipeline, leaf, t) for leaf in leaves]
+        return ids[-1]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def job(self, pipeline: str, job_id: str) -> dict[str, Any]:
+        row = self.store.db.execute(
+            "SELECT * FROM jobs WHERE pipeline=? AND id=?", (pipeline, job_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"job {pipeline}@{job_id} not found")
+        return dict(row)
+
+    def jobs(self, pipeline: str | None = None, set_id: str | None = None) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        if pipeline:
+            clauses.append("pipeline=?")
+            args.append(pipeline)
+        if set_id:
+            clauses.append("id=?")
+            args.append(set_id)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return [
+            dict(r)
+            for r in self.store.db.execute(f"SELECT * FROM jobs{where} ORDER BY seq DESC", args)
+        ]
+
+    def datums(self, pipeline: str, job_id: str) -> list[dict[str, Any]]:
+        self.job(pipeline, job_id)
+        rows = self.store.db.execute(
+            "SELECT * FROM datums WHERE pipeline=? AND job=? ORDER BY rowid", (pipeline, job_id)
+        )
+        return [dict(r) for r in rows]
+
+    def logs(
+        self, pipeline: str, job_id: str | None = None, datum: str | None = None
+    ) -> list[dict[str, Any]]:
+        base = self.home / "logs" / pipeline
+        files = (
+            [base / f"{job_id}.jsonl"]
+            if job_id
+            else sorted(base.glob("*.jsonl"), key=os.path.getmtime)
+        )
+        out = []
+        for f in files:
+            if not f.exists():
+                continue
+            for line in f.read_text().splitlines():
+                rec = json.loads(line)
+                if datum is None or rec["datum"] == datum:
+                    rec["job"] = f.stem
+                    out.append(rec)
+        return out
+
+
+def _input_json(i: DatumInput) -> dict[str, Any]:
+    return {
+        "name": i.name,
+        "repo": i.repo,
+        "branch": i.branch,
+        "commit": i.commit,
+        "path": i.path,
+        "files": [[f.path, f.hash, f.size] for f in i.files],
+        "join_on": i.join_on,
+        "group_by": i.group_by,
+    }
+
+
+def _merge_outputs(outcomes: Sequence[DatumOutcome]) -> tuple[dict[str, Entry], str]:
+    """Union the datums' outputs; two datums writing one path fail the job, as in Pachyderm."""
+    entries: dict[str, Entry] = {}
+    for o in outcomes:
+        for e in o.outputs:
+            other = entries.get(e.path)
+            if other is not None and other.datum != e.datum:
+                return {}, (
+                    f"duplicate path output by different datums: {e.path} "
+                    f"(datums {other.datum} and {e.datum})"
+                )
+            entries[e.path] = e
+    dirs = {p[:i] for p in entries for i in range(1, len(p)) if p[i] == "/"}
+    clash = sorted(dirs & set(entries))
+    if clash:
+        return (
+            {},
+            f"file / directory conflict: {clash[0]} is written both as a file and as a directory",
+        )
+    return entries, ""
+
+
+def _parse_size(text: str) -> int:
+    units = {
+        "": 1,
+        "B": 1,
+        "KB": 10**3,
+        "MB": 10**6,
+        "GB": 10**9,
+        "KIB": 2**10,
+        "MIB": 2**20,
+        "GIB": 2**30,
+    }
+    num = text.strip().upper().rstrip()
+    digits = num.rstrip("KMGIB")
+    unit = num[len(digits) :]
+    if unit not in units or not digits:
+        raise EngineError(f"trigger size {text!r}: expected e.g. 100MB or 1GiB")
+    return int(float(digits) * units[unit])
+
+
+class _DatumRunner:
+    """Runs datums of one job: materialise ``/pfs``, run with retries, collect outputs."""
+
+    def __init__(
+        self, engine: Engine, pipeline: str, job_id: str, spec: Mapping[str, Any], code_root: Path
+    ) -> None:
+        self.engine = engine
+        self.pipeline = pipeline
+        self.job_id = job_id
+        self.spec = spec
+        self.transform = spec["transform"]
+        self.code_root = code_root
+        self.objects = engine.store.objects
+        self.sandbox = engine.sandbox
+        self.work = engine.home / "work" / job_id
+        self.timeout = duration_seconds(spec["datumTimeout"]) if spec.get("datumTimeout") else None
+        self.tries = max(1, int(spec.get("datumTries", 3)))
+        self.accept = {0, *[int(c) for c in self.transform.get("acceptReturnCode") or []]}
+        self.base_env, self.secret_binds = self._base_env()
+        self.copy_inputs = self.sandbox.mode != "namespace"
+        self.cancelled = threading.Event()
+
+    def _base_env(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PACHLOCAL_")}
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        env.update(self.transform.get("env") or {})
+        env["PPS_PIPELINE_NAME"] = self.pipeline
+        env["PACH_JOB_ID"] = self.job_id
+        env["PACH_OUTPUT_COMMIT_ID"] = self.job_id
+        binds: list[tuple[Path, str]] = []
+        for s in self.transform.get("secrets") or []:
+            values = self.engine.secrets.get(s["name"])
+            if s.get("envVar"):
+                env[s["envVar"]] = values[s["key"]].decode()
+            if s.get("mountPath"):
+                src = self.engine.home / "work" / "secrets" / self.job_id / s["name"]
+                src.mkdir(parents=True, exist_ok=True, mode=0o700)
+                for key, value in values.items():
+                    fd = os.open(src / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(value)
+                if self.sandbox.mode == "namespace":
+                    os.makedirs(s["mountPath"], exist_ok=True)
+                binds.append((src, s["mountPath"].rstrip("/") or "/"))
+        return env, binds
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def run(self, datum: Datum, digest: str) -> DatumOutcome:
+        outcome = DatumOutcome(datum, digest, "failed")
+        scratch = self.work / datum.id
+        try:
+            pfs = self._materialise(datum, scratch)
+            env = dict(self.base_env)
+            for i in datum.inputs:
+                env[i.name] = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
+                env[f"{i.name}_COMMIT"] = i.commit
+                if i.join_on:
+                    env[f"PACH_DATUM_{i.name}_JOIN_ON"] = i.join_on
+                if i.group_by:
+                    env[f"PACH_DATUM_{i.name}_GROUP_BY"] = i.group_by
+            env["PACH_DATUM_ID"] = datum.id
+            mounts = Mounts(
+                pfs, tuple(sorted({i.name for i in datum.inputs})), tuple(self.secret_binds)
+            )
+            ok = self._attempts(outcome, env, mounts, pfs)
+            if ok:
+                outcome.state = "success"
+                outcome.outputs = self._collect(datum.id, pfs / "out")
+            elif self.transform.get("errCmd") and not self.cancelled.is_set():
+                shutil.rmtree(pfs / "out", ignore_errors=True)
+                (pfs / "out").mkdir()
+                res = self.sandbox.run(
+                    self.transform["errCmd"],
+                    stdin=_stdin(self.transform.get("errStdin")),
+                    env=env,
+                    cwd=self._cwd(),
+                    mounts=mounts,
+                    timeout=self.timeout,
+                )
+                outcome.log.append(
+                    (outcome.attempts, "errCmd: " + res.output.decode(errors="replace"))
+                )
+                if res.returncode == 0:
+                    outcome.state = "recovered"
+        except OSError as exc:
+            outcome.reason = f"engine error preparing or collecting the datum: {exc}"
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return outcome
+
+    def _cwd(self) -> Path:
+        return self.code_root
+
+    def _attempts(
+        self, outcome: DatumOutcome, env: Mapping[str, str], mounts: Mounts, pfs: Path
+    ) -> bool:
+        stdin = _stdin(self.transform.get("stdin"))
+        for attempt in range(1, self.tries + 1):
+            if self.cancelled.is_set():
+                outcome.reason = "cancelled"
+                return False
+            if attempt > 1:
+                shutil.rmtree(pfs / "out", ignore_errors=True)
+                (pfs / "out").mkdir()
+            outcome.attempts = attempt
+            res = self.sandbox.run(
+                self.transform["cmd"],
+                stdin=stdin,
+                env=env,
+                cwd=self._cwd(),
+                mounts=mounts,
+                timeout=self.timeout,
+            )
+            outcome.seconds += res.seconds
+            text = res.output.decode(errors="replace")
+            if text:
+                outcome.log.append((attempt, text))
+            if res.error:
+                outcome.reason = res.error
+            elif res.timed_out:
+                outcome.reason = f"datum timed out after {self.timeout:g}s"
+            elif res.returncode not in self.accept:
+                outcome.reason = f"command exited with code {res.returncode}"
+            else:
+                return True
+            outcome.log.append(
+                (attempt, f"attempt {attempt}/{self.tries} failed: {outcome.reason}")
+            )
+        return False
+
+    def _materialise(self, datum: Datum, scratch: Path) -> Path:
+        pfs = scratch / "pfs"
+        (pfs / "out").mkdir(parents=True)
+        for leaf in _leaves(self.spec.get("input") or {}):
+            (pfs / leaf["name"]).mkdir(exist_ok=True)
+        for i in datum.inputs:
+            for f in i.files:
+                dest = pfs / i.name / f.path.lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if i.empty_files:
+                    dest.touch()
+                elif self.copy_inputs:
+                    shutil.copyfile(self.objects.path(f.hash), dest)
+                else:
+                    with contextlib.suppress(FileExistsError):
+                        os.link(self.objects.path(f.hash), dest)
+        return pfs
+
+    def _collect(self, datum_id: str, out: Path) -> list[Entry]:
+        entries = []
+        pfs = out.parent
+        for root, dirs, files in os.walk(out):
+            dirs.sort()
+            for fname in sorted(files):
+                local = Path(root) / fname
+                rel = "/" + local.relative_to(out).as_posix()
+                if local.is_symlink():
+                    target = os.readlink(local)
+                    if target.startswith("/pfs/"):
+                        target = str(pfs / target[len("/pfs/") :])
+                    real = Path(target if os.path.isabs(target) else Path(root) / target).resolve()
+                    if not real.is_relative_to(pfs.resolve()):
+                        raise OSError(f"output {rel} links outside /pfs: {os.readlink(local)}")
+                    local.unlink()
+                    shutil.copyfile(real, local)
+                digest, size = self.objects.adopt(local)
+                entries.append(Entry(rel, digest, size, datum_id))
+        return entries
+
+
+def _stdin(lines: Sequence[str] | None) -> bytes | None:
+    return ("\n".join(lines) + "\n").encode() if lines else None
+
+
+@contextlib.contextmanager
+def open_engine(
+    home: Path, *, write: bool, progress: Progress | None = None, command: str = ""
+) -> Iterator[Engine]:
+    engine = Engine(home, write=write, progress=progress, command=command)
+    try:
+        yield engine
+    finally:
+        engine.close()
