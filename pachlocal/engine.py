@@ -203,7 +203,11 @@ class Engine:
         if self.store.repo_exists(name) and not existing:
             raise EngineError(f"cannot create pipeline {name}: a repo named {name} already exists")
         now = time.time()
-        version = existing["version"] + 1 if existing else 1
+        # versions keep counting across a delete and re-create, so provenance stays unambiguous
+        row = self.store.db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM pipeline_versions WHERE name=?", (name,)
+        ).fetchone()
+        version = int(row[0]) + 1
         reprocess = reprocess or bool(spec.get("reprocess"))
         salt = existing["salt"] if existing and not reprocess else pysecrets.token_hex(16)
         spec_json = json.dumps(spec, sort_keys=True)
@@ -253,10 +257,10 @@ class Engine:
             )
         with self.store.transaction() as db:
             db.execute("DELETE FROM pipelines WHERE name=?", (name,))
-            db.execute(
-                "DELETE FROM jobs WHERE pipeline=? AND state NOT IN ('success','failure','killed','unrunnable')",
-                (name,),
-            )
+            db.execute("DELETE FROM jobs WHERE pipeline=?", (name,))
+            db.execute("DELETE FROM datums WHERE pipeline=?", (name,))
+            if keep_repo:
+                db.execute("UPDATE repos SET kind='user' WHERE name=?", (name,))
         if not keep_repo:
             self.store.delete_repo(name)
             for leaf in _leaves(pipe["spec"].get("input") or {}):
@@ -528,22 +532,7 @@ class Engine:
 
     def _finish_unrunnable(self, job: Any, reason: str) -> None:
         pipe = self.pipeline_version(job["pipeline"], job["spec_version"])
-        with self.store.transaction() as db:
-            self.store.insert_commit(
-                db,
-                repo=job["pipeline"],
-                commit_id=job["id"],
-                branch=pipe["spec"]["outputBranch"],
-                origin="AUTO",
-                entries=None,
-                provenance=self._provenance(job, pipe),
-                error=reason,
-            )
-            db.execute(
-                "UPDATE jobs SET state='unrunnable', finished=?, reason=? WHERE pipeline=? AND id=?",
-                (time.time(), reason, job["pipeline"], job["id"]),
-            )
-        self.progress.job_finished(self.job(job["pipeline"], job["id"]))
+        self._fail_job(job, pipe, reason, [], state="unrunnable")
 
     def _provenance(self, job: Any, pipe: Mapping[str, Any]) -> dict[str, Any]:
         spec = pipe["spec"]
@@ -693,8 +682,16 @@ class Engine:
         self.progress.job_finished(self.job(name, job_id))
 
     def _fail_job(
-        self, job: Any, pipe: Mapping[str, Any], reason: str, outcomes: Sequence[DatumOutcome]
+        self,
+        job: Any,
+        pipe: Mapping[str, Any],
+        reason: str,
+        outcomes: Sequence[DatumOutcome],
+        *,
+        state: str = "failure",
     ) -> None:
+        """Finish a job that produced no output: its commit keeps the parent's files and
+        carries the error, so later jobs build on the last good commit."""
         with self.store.transaction() as db:
             self.store.insert_commit(
                 db,
@@ -706,7 +703,7 @@ class Engine:
                 provenance=self._provenance(job, pipe),
                 error=reason,
             )
-            self._record_datums(db, job["pipeline"], job["id"], outcomes, "failure", reason)
+            self._record_datums(db, job["pipeline"], job["id"], outcomes, state, reason)
         self.progress.job_finished(self.job(job["pipeline"], job["id"]))
 
     def _record_datums(
