@@ -619,6 +619,15 @@ class Engine:
         return self._sandbox
 
     def _run_job(self, job: Any) -> None:
+        try:
+            self._execute(job)
+        except BaseException:
+            # Ctrl-C or a crash of the engine itself: nothing of this job became visible;
+            # put it back in the queue so the next run starts it from scratch.
+            self._recover()
+            raise
+
+    def _execute(self, job: Any) -> None:
         name, job_id = job["pipeline"], job["id"]
         pipe = self.pipeline_version(name, job["spec_version"])
         spec, salt = pipe["spec"], pipe["salt"]

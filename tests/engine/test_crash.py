@@ -130,3 +130,33 @@ def test_second_writer_waits_or_refuses(tmp_path: Path) -> None:
         other.close()
     finally:
         holder.close()
+
+
+@pytest.mark.slow
+def test_serve_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    spec = {
+        "pipeline": {"name": "beat"},
+        "transform": {"cmd": ["sh", "-c", "sleep 30; touch /pfs/out/done"]},
+        "input": {"cron": {"name": "tick", "spec": "@every 1s"}},
+    }
+    (tmp_path / "beat.json").write_text(json.dumps(spec))
+    pachlocal(home, "create", "pipeline", "-f", str(tmp_path / "beat.json"))
+    env = {**os.environ, "PACHLOCAL_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pachlocal.cli", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until a datum is running
+        jobs = json.loads(pachlocal(home, "list", "job", "-p", "beat", "--raw").stdout)
+        if any(j["state"] == "running" for j in jobs):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in err
+    jobs = json.loads(pachlocal(home, "list", "job", "-p", "beat", "--raw").stdout)
+    assert [j["state"] for j in jobs if j["state"] not in ("success", "created")] == []
+    assert all(c["finished"] for c in json.loads(pachlocal(home, "list", "commit", "--raw").stdout))
+    assert pachlocal(home, "fsck").returncode == 0

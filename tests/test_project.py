@@ -1,0 +1,78 @@
+"""Consistency of the pipeline set: names, images, secrets and repos agree across files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_FILES = sorted((ROOT / "specs").glob("*.pipeline.json"))
+VERSION = (ROOT / "VERSION").read_text().strip()
+
+
+def specs() -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in SPEC_FILES:
+        (doc,) = load_spec_documents(path.read_text(), source=str(path))
+        spec = parse_pipeline_spec(doc)
+        out[spec["pipeline"]["name"]] = spec
+    return out
+
+
+def leaves(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in ("pfs", "cron"):
+        if kind in node:
+            yield kind, node[kind]
+    for kind in ("cross", "union", "join", "group"):
+        for child in node.get(kind) or []:
+            yield from leaves(child)
+
+
+pytestmark = pytest.mark.skipif(not SPEC_FILES, reason="no specs yet")
+
+
+def test_every_image_tag_is_the_project_version() -> None:
+    for name, spec in specs().items():
+        image = spec["transform"]["image"]
+        assert image.rsplit(":", 1)[1] == VERSION, f"{name}: {image} is not tagged {VERSION}"
+
+
+def test_every_secret_has_a_template_with_its_key() -> None:
+    templates = {
+        json.loads(p.read_text())["metadata"]["name"]: json.loads(p.read_text())["stringData"]
+        for p in (ROOT / "secrets").glob("*.json")
+    }
+    for name, spec in specs().items():
+        for secret in spec["transform"].get("secrets") or []:
+            assert secret["name"] in templates, f"{name}: no template for secret {secret['name']}"
+            if "key" in secret:
+                assert secret["key"] in templates[secret["name"]], f"{name}: {secret}"
+
+
+def test_every_input_repo_is_produced_by_the_dag() -> None:
+    all_specs = specs()
+    for name, spec in all_specs.items():
+        for kind, leaf in leaves(spec.get("input") or {}):
+            if kind == "pfs":
+                assert leaf["repo"] in all_specs, f"{name}: input repo {leaf['repo']} has no spec"
+
+
+def test_the_dag_has_no_cycle() -> None:
+    all_specs = specs()
+    graph = {
+        n: {leaf["repo"] for k, leaf in leaves(s.get("input") or {}) if k == "pfs"}
+        for n, s in all_specs.items()
+    }
+    done: set[str] = set()
+    while graph:
+        ready = [n for n, deps in graph.items() if deps <= done]
+        assert ready, f"cycle among {sorted(graph)}"
+        for n in ready:
+            done.add(n)
+            del graph[n]
