@@ -34,11 +34,14 @@ from pachlocal.spec import load_spec_documents, spec_fingerprint
 from pachlocal.store import default_home
 
 from . import lineage
-from .generate import ExportObject, generate_dataset, plan_exports
+from .generate import ExportObject, default_profiles, generate_dataset, plan_exports
+from .schemas import FOLLOWERS, PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
-START = datetime(2024, 5, 1, tzinfo=UTC)
+START = datetime(2024, 5, 1, tzinfo=UTC)  # the cron start of ingest in specs/ingest.pipeline.json
+HISTORY = timedelta(days=7)  # exported before START, delivered as one backlog at the first tick
 STRATEGY = "ml-xgb-followship"
+SNAPSHOT_TABLES = (PROFILES, FOLLOWERS)
 
 
 @dataclass
@@ -180,8 +183,49 @@ def window(state: Mapping[str, Any], ticks: int) -> tuple[datetime, datetime]:
 
 def landing_time(obj: ExportObject) -> datetime:
     """When the simulated exporter lands an object: a minute after its export time
-    (an export at the cron ``start`` itself would otherwise belong to no window)."""
-    return obj.export_time + timedelta(minutes=1)
+    (an export at the cron ``start`` itself would otherwise belong to no window);
+    the history exported before ``START`` lands at once, as an initial backfill."""
+    return max(obj.export_time, START) + timedelta(minutes=1)
+
+
+def export_plan(config: DemoConfig) -> list[ExportObject]:
+    """Every object of the simulated period: a week of history, then ``days`` of ticks.
+
+    Of the history, increments (posts, stats) are delivered whole and snapshot tables
+    (profiles, followers) only by their newest snapshot, as an initial export would be.
+    """
+    begin, end = START - HISTORY, START + timedelta(days=config.days)
+    dataset = generate_dataset(config.posts, config.seed, begin, end)
+    objects = plan_exports(dataset, begin, end, config.objects_per_hour, config.seed)
+    newest = {
+        t: max(
+            (o.export_time for o in objects if o.table == t and o.export_time <= START),
+            default=None,
+        )
+        for t in SNAPSHOT_TABLES
+    }
+    return [
+        o
+        for o in objects
+        if o.table not in SNAPSHOT_TABLES
+        or o.export_time > START
+        or o.export_time == newest[o.table]
+    ]
+
+
+def sample_overrides(config: DemoConfig) -> dict[str, dict[str, str]]:
+    """Spec env knobs scaled to the sample: the production label thresholds (rank 1000 /
+    50,000 of ~108k ranked authors) would leave a few hundred authors without NO labels."""
+    profiles = default_profiles(config.posts)
+    top = max(5, profiles // 20)
+    return {
+        "model": {
+            "LABEL_YES_COUNT": str(max(10, config.posts // 50)),
+            "LABEL_TOP_RANK": str(top),
+            "LABEL_NO_RANK": str(max(top + 1, profiles // 2)),
+            "LABEL_MIN_PER_CLASS": "2",
+        }
+    }
 
 
 @contextlib.contextmanager
@@ -249,10 +293,21 @@ def create_secrets(config: DemoConfig, dsn: str, gcs: Mapping[str, str]) -> None
     )
 
 
-def ensure_pipelines(engine: Engine, root: Path, console: Console) -> None:
+def ensure_pipelines(
+    engine: Engine, root: Path, console: Console, overrides: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Create (or update, when the spec changed) every pipeline, in dependency order."""
     existing = {p["name"]: p for p in engine.pipelines()}
     for path, doc in spec_files(root):
         name = doc["pipeline"]["name"]
+        if overrides.get(name):
+            env = doc["transform"].setdefault("env", {})
+            shown = ", ".join(
+                f"{k}={v} (spec: {env.get(k, '-')})" for k, v in overrides[name].items()
+            )
+            env.update(overrides[name])
+            if name not in existing:
+                console.say(f"{name}: scaled to the sample: {shown}")
         if name not in existing:
             engine.create_pipeline(doc, code_root=root)
             console.say(f"created pipeline {name} from {path.relative_to(root)}")
@@ -306,13 +361,7 @@ def run(config: DemoConfig) -> int:
         f"Simulating {begin:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC ({config.ticks} hourly ticks)"
     )
     t0 = time.monotonic()
-    dataset = generate_dataset(
-        config.posts, config.seed, START, START + timedelta(days=config.days)
-    )
-    objects = plan_exports(
-        dataset, START, START + timedelta(days=config.days), config.objects_per_hour, config.seed
-    )
-    todays = [o for o in objects if begin < landing_time(o) <= until]
+    todays = [o for o in export_plan(config) if begin < landing_time(o) <= until]
     if config.spark_master:
         os.environ["SPARK_MASTER"] = config.spark_master
     with postgres(config, console) as dsn, export_bucket(config, console, todays) as gcs:
@@ -323,7 +372,7 @@ def run(config: DemoConfig) -> int:
         create_secrets(config, dsn, gcs)
         with Engine(config.home, progress=console.progress(), command="make run") as engine:
             since = engine.store.next_seq() - 1
-            ensure_pipelines(engine, config.root, console)
+            ensure_pipelines(engine, config.root, console, sample_overrides(config))
             engine.run_pending()
             engine.tick_until(until)
             summarize(engine, dsn, since, console)

@@ -297,7 +297,9 @@ class Engine:
         """Queue a job in ``set_id`` for each pipeline in ``roots`` and everything downstream.
 
         ``changed`` holds the (repo, branch) pairs that get a commit in this set; the
-        jobs' outputs are added to it as the closure grows.
+        jobs' outputs are added to it as the closure grows. A job of this set that is
+        already queued but not started (say ``predict``, queued before a trigger fired
+        ``model`` in the same set) is re-pointed at the set's new commits.
         """
         order: list[str] = []
         queue = list(roots)
@@ -305,47 +307,61 @@ class Engine:
             name = queue.pop(0)
             if name in order:
                 continue
-            exists = db.execute(
-                "SELECT 1 FROM jobs WHERE pipeline=? AND id=?", (name, set_id)
-            ).fetchone()
-            if exists:
-                continue
             order.append(name)
-            pipe = self.pipeline(name)
-            out = (name, pipe["spec"]["outputBranch"])
+            out = (name, self.pipeline(name)["spec"]["outputBranch"])
             changed.add(out)
             queue.extend(self._subscribers(*out))
         for name in order:
+            row = db.execute(
+                "SELECT state, inputs FROM jobs WHERE pipeline=? AND id=?", (name, set_id)
+            ).fetchone()
+            if row is not None and row["state"] != "created":
+                continue
             pipe = self.pipeline(name)
-            inputs = []
-            for leaf in _leaves(pipe["spec"].get("input") or {}):
-                key = (leaf["repo"], leaf["branch"])
-                if key in changed:
-                    commit: str | None = set_id
-                elif self.store.branch_exists(*key):
-                    commit = self.store.branch_head(*key)
-                else:
-                    commit = None
-                inputs.append(
-                    {
-                        "name": leaf["name"],
-                        "repo": leaf["repo"],
-                        "branch": leaf["branch"],
-                        "commit": commit,
-                    }
+            resolved = self._resolve_inputs(pipe["spec"], set_id, changed)
+            if row is not None:  # never drop an input already bound to this set's commit
+                bound = {
+                    (i["name"], i["repo"], i["branch"])
+                    for i in json.loads(row["inputs"])
+                    if i["commit"] == set_id
+                }
+                for inp in resolved:
+                    if (inp["name"], inp["repo"], inp["branch"]) in bound:
+                        inp["commit"] = set_id
+            inputs = json.dumps(resolved)
+            if row is not None:
+                db.execute(
+                    "UPDATE jobs SET inputs=? WHERE pipeline=? AND id=?", (inputs, name, set_id)
                 )
+                continue
             db.execute(
                 "INSERT INTO jobs (pipeline, id, seq, state, created, inputs, spec_version)"
                 " VALUES (?,?,?,'created',?,?,?)",
-                (
-                    name,
-                    set_id,
-                    self.store.next_seq(),
-                    time.time(),
-                    json.dumps(inputs),
-                    pipe["version"],
-                ),
+                (name, set_id, self.store.next_seq(), time.time(), inputs, pipe["version"]),
             )
+
+    def _resolve_inputs(
+        self, spec: Mapping[str, Any], set_id: str, changed: set[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """Each input's commit: this set's for branches it changes, else the branch head."""
+        inputs = []
+        for leaf in _leaves(spec.get("input") or {}):
+            key = (leaf["repo"], leaf["branch"])
+            if key in changed:
+                commit: str | None = set_id
+            elif self.store.branch_exists(*key):
+                commit = self.store.branch_head(*key)
+            else:
+                commit = None
+            inputs.append(
+                {
+                    "name": leaf["name"],
+                    "repo": leaf["repo"],
+                    "branch": leaf["branch"],
+                    "commit": commit,
+                }
+            )
+        return inputs
 
     def _on_commit(self, db: Any, repo: str, branch: str, set_id: str, logical_time: str) -> None:
         """After a commit lands on ``repo@branch``: fire triggers, queue downstream jobs."""
@@ -364,7 +380,9 @@ class Engine:
 
         Conditions (Pachyderm's ``isTriggered``): ``commits`` new commits since the
         triggered branch's head, ``size`` new bytes, ``cronSpec`` a tick passed since
-        the triggered head's logical time; ``all`` requires every set condition.
+        the triggered head's logical time; ``all`` requires every set condition. A
+        triggered branch whose head is missing or empty moves to the first head with
+        data (pachlocal's choice, documented in docs/pachlocal.md).
         """
         fired = []
         for row in self.store.db.execute(
@@ -374,6 +392,12 @@ class Engine:
             if trig.get("branch", "master") != branch or row["name"] == branch:
                 continue
             new = self._commits_since(repo, head, row["head"])
+            old_size = self.store.get_commit(repo, row["head"]).size if row["head"] else 0
+            if old_size == 0 and new and new[0].size > 0:
+                # a triggered branch with no data yet follows its source until data arrives:
+                # triggers defer updates, they should not withhold the first data
+                fired.append(row["name"])
+                continue
             results = []
             if trig.get("commits"):
                 results.append(len(new) >= int(trig["commits"]))
