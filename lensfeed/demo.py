@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -58,6 +59,9 @@ class DemoConfig:
     gcs_bucket: str = ""
     gcs_prefix: str = "lens"
     spark_master: str = ""
+    # the embedded server trusts local connections; a password in its DSN is ignored by
+    # the server but travels through the secret like a real one (leak tests look for it)
+    pg_password: str = field(default_factory=lambda: "demo-" + secrets.token_hex(8))
     root: Path = ROOT
     quiet: bool = False
     log: list[str] = field(default_factory=list)
@@ -238,7 +242,9 @@ def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
 
     with EmbeddedPostgres(config.home / "pgdata") as server:
         console.say(f"PostgreSQL: embedded server started ({config.home / 'pgdata'})")
-        yield server.dsn
+        yield server.dsn.replace(
+            "postgresql://postgres@", f"postgresql://postgres:{config.pg_password}@", 1
+        )
     console.say("PostgreSQL: stopped")
 
 

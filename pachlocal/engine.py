@@ -812,6 +812,20 @@ class Engine:
             return []
         pipe = self.pipeline(name) if self._has_pipeline(name) else {"code_root": os.getcwd()}
         runner = _DatumRunner(self, name, job["id"], spec, Path(pipe["code_root"]))
+        try:
+            return self._run_datums(runner, name, todo, done, total, spec)
+        finally:
+            runner.cleanup()  # scratch dirs and the job's secret files never outlive it
+
+    def _run_datums(
+        self,
+        runner: _DatumRunner,
+        name: str,
+        todo: Sequence[tuple[Datum, str]],
+        done: int,
+        total: int,
+        spec: Mapping[str, Any],
+    ) -> list[DatumOutcome]:
         workers = max(
             1, min(int(spec["parallelismSpec"].get("constant", 1) or 1), os.cpu_count() or 1)
         )
@@ -1068,6 +1082,10 @@ class _DatumRunner:
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.engine.home / "work" / "secrets" / self.job_id, ignore_errors=True)
 
     def run(self, datum: Datum, digest: str) -> DatumOutcome:
         outcome = DatumOutcome(datum, digest, "failed")

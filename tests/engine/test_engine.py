@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -199,11 +200,14 @@ def test_secrets_as_env_and_files(pl: Pachlocal, tmp_path: Path, write: Write) -
     assert (pl.home / "secrets" / "creds.json").stat().st_mode & 0o777 == 0o600
     pl("create", "repo", "in")
     pl("put", "file", "in@master:/a", "-f", str(write("a", "x")))
+    digest = hashlib.sha256(b"s3cr3t-value").hexdigest()
     spec = copy_spec(
         "sec",
         "in",
         "/*",
-        '[ "$PGPASSWORD" = s3cr3t-value ] && cat /var/secrets/pachlocal-test/key.json > /pfs/out/key',
+        # compare a digest: the spec itself must not contain the secret value
+        f'[ "$(printf %s "$PGPASSWORD" | sha256sum | cut -c1-64)" = {digest} ] '
+        "&& cat /var/secrets/pachlocal-test/key.json > /pfs/out/key",
         transform={
             "secrets": [
                 {"name": "creds", "key": "password", "envVar": "PGPASSWORD"},
@@ -214,6 +218,13 @@ def test_secrets_as_env_and_files(pl: Pachlocal, tmp_path: Path, write: Write) -
     pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
     assert jobs(pl, "sec")[0]["state"] == "success"
     assert pl.files("sec@master") == {"/key": b'{"k": 1}'}
+    # the values live in secrets/ only: not in scratch, logs, metadata or objects
+    for path in pl.home.rglob("*"):
+        if path.is_file() and pl.home / "secrets" not in path.parents:
+            assert b"s3cr3t-value" not in path.read_bytes(), path
+    assert not (pl.home / "work" / "secrets").exists() or not any(
+        p.is_file() for p in (pl.home / "work" / "secrets").rglob("*")
+    )
     missing = copy_spec(
         "nosec",
         "in",

@@ -1,0 +1,547 @@
+"""Post features for the Lens feed model, as Spark DataFrame transforms.
+
+Grain of the output: one row per original post or mirror known so far (the
+current state of ``public_profile_post``), with the columns of
+:data:`FEATURE_COLUMNS`. Definitions follow the published 2023 model (see
+``docs/dag.md``, section ``features``):
+
+- ``is_original``: both ``is_related_to_post`` and ``is_related_to_comment`` are null;
+- ``is_content_warning``: ``content_warning`` is not null;
+- ``age``: whole days from ``block_timestamp`` to ``feature_time`` (floor);
+- ``collects, mirrors, comments, upvotes, downvotes``: the publication's
+  current stats counters, 0 when it has no stats row yet;
+- ``followship_rank``, ``followship_score``: the author's trust rank and score,
+  null when the author has none;
+- ``max_age, max_mirrors, max_collects, max_comments``: maxima over all the
+  author's current posts (the whole history, never a batch);
+- ``post_score = mirrors/max_mirrors + collects/max_collects
+  + 3*comments/max_comments - 5*age/max_age``, a zero maximum counting as 1e10.
+
+The transforms take DataFrames and explicit parameters and return new
+DataFrames; they check their input columns first and raise ``KeyError`` naming
+the missing ones. The readers and the writer at the end are the only I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from lensfeed.schemas import TABLES, TIMESTAMP
+
+DTIME = "dtime"
+#: Partition directories are ``dtime=<tick>``, the tick in RFC 3339 UTC.
+DTIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_DTIME_SPARK_FORMAT = "yyyy-MM-dd'T'HH:mm:ssXXX"
+_PARTITION = re.compile(r"^dtime=(.+)$")
+
+#: A zero per-author maximum divides as this (the reference's rule).
+ZERO_MAX = 1e10
+_DAY_US = 86_400 * 1_000_000
+
+#: Output columns, their Spark types and whether they may hold nulls.
+_OUTPUT: tuple[tuple[str, str, bool], ...] = (
+    ("post_id", "string", False),
+    ("profile_id", "string", False),
+    ("block_timestamp", "timestamp", False),
+    ("feature_time", "timestamp", False),
+    ("region", "string", True),
+    ("language", "string", True),
+    ("main_content_focus", "string", True),
+    ("content_warning", "string", True),
+    ("is_content_warning", "boolean", False),
+    ("is_original", "boolean", False),
+    ("custom_filters_gardener_flagged", "boolean", False),
+    ("is_hidden", "boolean", False),
+    ("is_gated", "boolean", False),
+    ("collects", "bigint", False),
+    ("mirrors", "bigint", False),
+    ("comments", "bigint", False),
+    ("upvotes", "bigint", False),
+    ("downvotes", "bigint", False),
+    ("age", "bigint", False),
+    ("followship_rank", "bigint", True),
+    ("followship_score", "double", True),
+    ("max_age", "bigint", False),
+    ("max_mirrors", "bigint", False),
+    ("max_collects", "bigint", False),
+    ("max_comments", "bigint", False),
+    ("post_score", "double", False),
+)
+FEATURE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _OUTPUT)
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "timestamp": TIMESTAMP,
+    "boolean": pa.bool_(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+}
+#: The schema of the written feature files.
+FEATURES_SCHEMA = pa.schema(
+    [pa.field(name, _ARROW_TYPES[kind], nullable=null) for name, kind, null in _OUTPUT]
+)
+
+#: stats counter -> feature column
+COUNTERS: dict[str, str] = {
+    "total_amount_of_collects": "collects",
+    "total_amount_of_mirrors": "mirrors",
+    "total_amount_of_comments": "comments",
+    "total_upvotes": "upvotes",
+    "total_downvotes": "downvotes",
+}
+_POST_COLUMNS = (
+    "post_id",
+    "profile_id",
+    "block_timestamp",
+    "region",
+    "language",
+    "main_content_focus",
+    "content_warning",
+    "is_related_to_post",
+    "is_related_to_comment",
+    "custom_filters_gardener_flagged",
+    "is_hidden",
+    "is_gated",
+)
+_STATS_COLUMNS = ("publication_id", *COUNTERS)
+_TRUST_COLUMNS = ("i", "v", "rank")
+
+#: Rows per Parquet row group and per output file (a multiple of the former).
+ROW_GROUP_ROWS = 1 << 17
+ROWS_PER_PART = 8 * ROW_GROUP_ROWS
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "data_page_size": 1 << 20,
+    "store_schema": True,
+    "write_page_index": False,
+    "write_page_checksum": False,
+}
+
+
+# ---------------------------------------------------------------------------
+# partitions
+
+
+def partition_times(table_dir: str | Path) -> list[datetime]:
+    """The ticks of the ``dtime=<T>`` partitions of one ingested table, oldest first.
+
+    Args:
+        table_dir: ``<input>/<table>``; a missing directory has no partitions.
+
+    Raises:
+        ValueError: an entry is not a ``dtime=<RFC 3339 UTC>`` directory
+            (entries starting with ``.`` or ``_`` are ignored, as Spark does).
+    """
+    root = Path(table_dir)
+    if not root.is_dir():
+        return []
+    times = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        match = _PARTITION.match(entry.name)
+        if not entry.is_dir() or match is None:
+            raise ValueError(f"{entry}: expected a dtime=<{DTIME_FORMAT}> partition directory")
+        try:
+            moment = datetime.strptime(match.group(1), DTIME_FORMAT)
+        except ValueError:
+            raise ValueError(
+                f"{entry}: partition time {match.group(1)!r} is not {DTIME_FORMAT}"
+            ) from None
+        times.append(moment.replace(tzinfo=UTC))
+    return sorted(times)
+
+
+def feature_time_of(*partition_lists: Iterable[datetime]) -> datetime:
+    """The feature time: the newest partition tick across the given tables.
+
+    Raises:
+        ValueError: no partition at all.
+    """
+    newest = max((t for times in partition_lists for t in times), default=None)
+    if newest is None:
+        raise ValueError("no dtime partition: the feature time is undefined")
+    return newest
+
+
+def _empty_table(spark: SparkSession, table: str) -> DataFrame:
+    if table not in TABLES:
+        raise ValueError(f"no partition under table directory {table!r} and no schema known for it")
+    schema = from_arrow_schema(TABLES[table].schema)
+    return spark.createDataFrame([], schema).withColumn(DTIME, F.lit(None).cast("timestamp"))
+
+
+def read_partitions(spark: SparkSession, table_dir: str | Path) -> DataFrame:
+    """Read every ``dtime=<T>/*.parquet`` of an ingested table.
+
+    Args:
+        spark: the session.
+        table_dir: ``<input>/<table>``, named after the table (ingest's layout).
+
+    Returns:
+        The rows of all partitions plus ``dtime`` (timestamp, UTC) from the
+        directory name. Without any Parquet file, an empty frame in the table's
+        canonical schema (:mod:`lensfeed.schemas`) plus ``dtime``.
+    """
+    root = Path(table_dir).absolute()
+    partition_times(root)  # fails early and clearly on a foreign entry
+    if not any(root.glob("dtime=*/*.parquet")):
+        return _empty_table(spark, root.name)
+    frame = spark.read.parquet(str(root))
+    if dict(frame.dtypes).get(DTIME) == "string":
+        frame = frame.withColumn(DTIME, F.to_timestamp(F.col(DTIME), _DTIME_SPARK_FORMAT))
+    return frame
+
+
+def read_trust(spark: SparkSession, path: str | Path) -> DataFrame | None:
+    """The trust scores (``i, v, rank`` ...), or None when the file is absent."""
+    trust = Path(path).absolute()
+    return spark.read.parquet(str(trust)) if trust.is_file() else None
+
+
+# ---------------------------------------------------------------------------
+# transforms
+
+
+def require_columns(frame: DataFrame, columns: Iterable[str], name: str) -> None:
+    """Raise KeyError naming every missing column; ``a.b`` names a struct field."""
+    fields = {field.name: field.dataType for field in frame.schema.fields}
+    missing = []
+    for column in columns:
+        top, _, nested = column.partition(".")
+        kind = fields.get(top)
+        if kind is None or (nested and nested not in (getattr(kind, "names", None) or [])):
+            missing.append(column)
+    if missing:
+        raise KeyError(f"{name} is missing column(s): {', '.join(missing)}")
+
+
+def _keep_first(frame: DataFrame, key: str, order: Sequence[Column]) -> DataFrame:
+    """One row per ``key``: the first by ``order``."""
+    window = Window.partitionBy(key).orderBy(*order)
+    ranked = frame.withColumn("_keep_first_n", F.row_number().over(window))
+    return ranked.where(F.col("_keep_first_n") == 1).drop("_keep_first_n")
+
+
+def current_posts(posts: DataFrame) -> DataFrame:
+    """The current state of the post increments: one row per ``post_id``.
+
+    A post exported twice keeps the row of its newest partition (ties: the
+    newest ``datastream_metadata``, so the choice never depends on Spark).
+
+    Args:
+        posts: ``public_profile_post`` rows plus ``dtime``.
+
+    Returns:
+        The same columns, one row per ``post_id``.
+    """
+    require_columns(posts, ("post_id", DTIME, "datastream_metadata.source_timestamp"), "posts")
+    order = [
+        F.col(DTIME).desc_nulls_last(),
+        F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
+        F.col("datastream_metadata.uuid").desc_nulls_last(),
+    ]
+    return _keep_first(posts, "post_id", order)
+
+
+def current_stats(stats: DataFrame) -> DataFrame:
+    """The current state of the stats increments: one row per ``publication_id``.
+
+    The row with the largest ``datastream_metadata.source_timestamp``; ties go to
+    the newest partition.
+
+    Args:
+        stats: ``public_publication_stats`` rows plus ``dtime``.
+
+    Returns:
+        The same columns, one row per ``publication_id``.
+    """
+    require_columns(
+        stats, ("publication_id", DTIME, "datastream_metadata.source_timestamp"), "stats"
+    )
+    order = [
+        F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
+        F.col(DTIME).desc_nulls_last(),
+        F.col("datastream_metadata.uuid").desc_nulls_last(),
+    ]
+    return _keep_first(stats, "publication_id", order)
+
+
+def join_stats(posts: DataFrame, stats: DataFrame) -> DataFrame:
+    """Add the counters (``collects`` ...) of each post's stats row; 0 without one."""
+    require_columns(posts, ("post_id",), "posts")
+    require_columns(stats, _STATS_COLUMNS, "stats")
+    counters = stats.select(
+        F.col("publication_id").alias("post_id"),
+        *[F.col(source).alias(target) for source, target in COUNTERS.items()],
+    )
+    joined = posts.join(counters, on="post_id", how="left")
+    return joined.select(
+        *posts.columns,
+        *[F.coalesce(F.col(c), F.lit(0)).cast("bigint").alias(c) for c in COUNTERS.values()],
+    )
+
+
+def join_trust(posts: DataFrame, trust: DataFrame | None) -> DataFrame:
+    """Add the author's ``followship_rank`` and ``followship_score`` (null without one).
+
+    Args:
+        posts: rows with ``profile_id``.
+        trust: ``i`` (profile id), ``v`` (score), ``rank``; None when there are
+            no scores at all. An ``i`` listed twice keeps its best rank.
+    """
+    require_columns(posts, ("profile_id",), "posts")
+    if trust is None:
+        return posts.withColumns(
+            {
+                "followship_rank": F.lit(None).cast("bigint"),
+                "followship_score": F.lit(None).cast("double"),
+            }
+        )
+    require_columns(trust, _TRUST_COLUMNS, "trust")
+    scores = _keep_first(
+        trust.select(
+            F.col("i").alias("profile_id"),
+            F.col("rank").cast("bigint").alias("followship_rank"),
+            F.col("v").cast("double").alias("followship_score"),
+        ),
+        "profile_id",
+        [F.col("followship_rank").asc_nulls_last(), F.col("followship_score").desc_nulls_last()],
+    )
+    return posts.join(scores, on="profile_id", how="left")
+
+
+def add_flags(posts: DataFrame) -> DataFrame:
+    """Add ``is_original`` (no related post or comment) and ``is_content_warning``."""
+    require_columns(
+        posts, ("is_related_to_post", "is_related_to_comment", "content_warning"), "posts"
+    )
+    return posts.withColumns(
+        {
+            "is_original": F.col("is_related_to_post").isNull()
+            & F.col("is_related_to_comment").isNull(),
+            "is_content_warning": F.col("content_warning").isNotNull(),
+        }
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"feature_time {moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC)
+
+
+def add_age(posts: DataFrame, feature_time: datetime) -> DataFrame:
+    """Add ``feature_time`` and ``age``: whole days from ``block_timestamp`` to it (floor).
+
+    Raises:
+        ValueError: ``feature_time`` is naive.
+    """
+    require_columns(posts, ("block_timestamp",), "posts")
+    moment = F.lit(_utc(feature_time)).cast("timestamp")
+    micros = F.unix_micros(moment) - F.unix_micros(F.col("block_timestamp"))
+    return posts.withColumns(
+        {"feature_time": moment, "age": F.floor(micros / F.lit(_DAY_US)).cast("bigint")}
+    )
+
+
+def add_author_maxima(posts: DataFrame) -> DataFrame:
+    """Add ``max_age, max_mirrors, max_collects, max_comments`` over each author's posts.
+
+    ``posts`` must be the author's whole history (every current post), not a batch.
+    """
+    require_columns(posts, ("profile_id", "age", "mirrors", "collects", "comments"), "posts")
+    author = Window.partitionBy("profile_id")
+    return posts.withColumns(
+        {f"max_{c}": F.max(c).over(author) for c in ("age", "mirrors", "collects", "comments")}
+    )
+
+
+def _ratio(value: str, maximum: str) -> Column:
+    denominator = F.when(F.col(maximum) == 0, F.lit(ZERO_MAX)).otherwise(F.col(maximum))
+    return F.col(value) / denominator.cast("double")
+
+
+def add_post_score(posts: DataFrame) -> DataFrame:
+    """Add ``post_score``; a zero maximum counts as :data:`ZERO_MAX` (the reference)."""
+    needed = ("mirrors", "collects", "comments", "age")
+    require_columns(posts, [*needed, *[f"max_{c}" for c in needed]], "posts")
+    score = (
+        _ratio("mirrors", "max_mirrors")
+        + _ratio("collects", "max_collects")
+        + F.lit(3) * _ratio("comments", "max_comments")
+        - F.lit(5) * _ratio("age", "max_age")
+    )
+    return posts.withColumn("post_score", score)
+
+
+def select_features(features: DataFrame) -> DataFrame:
+    """The output columns, in order, with their stable types."""
+    require_columns(features, FEATURE_COLUMNS, "features")
+    return features.select(*[F.col(name).cast(kind).alias(name) for name, kind, _ in _OUTPUT])
+
+
+def post_features(
+    posts: DataFrame, stats: DataFrame, trust: DataFrame | None, feature_time: datetime
+) -> DataFrame:
+    """One row of features per current post.
+
+    Args:
+        posts: current posts (:func:`current_posts`), the authors' whole history.
+        stats: current stats (:func:`current_stats`).
+        trust: ``i, v, rank`` per profile, or None (every trust column null).
+        feature_time: aware datetime the ages are counted to (never the wall clock).
+
+    Returns:
+        :data:`FEATURE_COLUMNS` with stable types, unordered.
+
+    Raises:
+        KeyError: an input lacks a column (named).
+        ValueError: ``feature_time`` is naive.
+    """
+    require_columns(posts, _POST_COLUMNS, "posts")
+    require_columns(stats, _STATS_COLUMNS, "stats")
+    if trust is not None:
+        require_columns(trust, _TRUST_COLUMNS, "trust")
+    frame = posts.select(*_POST_COLUMNS)
+    frame = join_stats(frame, stats)
+    frame = join_trust(frame, trust)
+    frame = add_flags(frame)
+    frame = add_age(frame, feature_time)
+    frame = add_author_maxima(frame)
+    frame = add_post_score(frame)
+    return select_features(frame)
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def _spark_parts(directory: Path) -> list[Path]:
+    """Spark's output files in partition order (the order of a global sort)."""
+    numbered = []
+    for path in directory.glob("part-*.parquet"):
+        match = re.match(r"part-(\d+)", path.name)
+        if match is None:
+            raise RuntimeError(f"unexpected Spark output file {path.name}")
+        numbered.append((int(match.group(1)), path.name, path))
+    return [path for _, _, path in sorted(numbered)]
+
+
+def _batches(paths: Iterable[Path], batch_rows: int) -> Iterator[Any]:
+    for path in paths:
+        yield from pq.ParquetFile(path).iter_batches(
+            batch_size=batch_rows, columns=list(FEATURE_COLUMNS)
+        )
+
+
+def _regroup(batches: Iterable[Any], rows: int) -> Iterator[Any]:
+    """Tables of exactly ``rows`` rows (the last one fewer), whatever the batch sizes."""
+    pending: list[Any] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            count += take
+            if count == rows:
+                yield pa.Table.from_batches(pending).combine_chunks()
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _check_order(table: Any, previous: str | None) -> str | None:
+    """Raise unless ``post_id`` strictly increases (sorted and unique); the last id."""
+    ids = table.column("post_id")
+    if not len(ids):
+        return previous
+    if previous is not None and ids[0].as_py() <= previous:
+        raise RuntimeError(f"features not sorted by unique post_id at {ids[0].as_py()!r}")
+    if len(ids) > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
+        raise RuntimeError("features not sorted by unique post_id")
+    last: str = ids[-1].as_py()
+    return last
+
+
+def _write_parts(groups: Iterable[Any], target: Path, groups_per_part: int) -> list[Path]:
+    paths: list[Path] = []
+    writer: Any = None
+    previous: str | None = None
+    try:
+        for index, group in enumerate(groups):
+            previous = _check_order(group, previous)
+            if index % groups_per_part == 0:
+                if writer is not None:
+                    writer.close()
+                paths.append(target / f"part-{len(paths):05d}.parquet")
+                writer = pq.ParquetWriter(paths[-1], FEATURES_SCHEMA, **_PARQUET_OPTIONS)
+            writer.write_table(group.cast(FEATURES_SCHEMA), row_group_size=group.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not paths:  # a well-formed empty snapshot rather than no file
+        paths.append(target / "part-00000.parquet")
+        pq.write_table(FEATURES_SCHEMA.empty_table(), paths[0], **_PARQUET_OPTIONS)
+    return paths
+
+
+def write_features(
+    features: DataFrame,
+    out_dir: str | Path,
+    *,
+    rows_per_part: int = ROWS_PER_PART,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> list[Path]:
+    """Write the features as ``<out_dir>/features/part-NNNNN.parquet``, sorted by ``post_id``.
+
+    Spark sorts and writes to a scratch directory under ``out_dir`` (visible to
+    its executors); the parts are then streamed in order and rewritten with
+    pinned writer options into files of exactly ``rows_per_part`` rows (the last
+    fewer) and row groups of ``row_group_rows``. File names, row placement and
+    bytes depend only on the rows, never on Spark's partitioning; memory holds
+    one row group.
+
+    Returns:
+        The files written, in order.
+
+    Raises:
+        ValueError: ``rows_per_part`` is not a positive multiple of the row
+            group size (``min(row_group_rows, rows_per_part)``).
+        RuntimeError: the rows are not sorted by a unique ``post_id``.
+    """
+    group_rows = min(row_group_rows, rows_per_part)
+    if group_rows < 1 or rows_per_part % group_rows:
+        raise ValueError(
+            f"rows_per_part {rows_per_part} must be a positive multiple of {group_rows}"
+        )
+    out = Path(out_dir).absolute()
+    target, scratch = out / "features", out / "_features_spark"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    try:
+        select_features(features).orderBy("post_id").write.mode("overwrite").parquet(str(scratch))
+        groups = _regroup(_batches(_spark_parts(scratch), group_rows), group_rows)
+        return _write_parts(groups, target, rows_per_part // group_rows)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # never leave half a snapshot behind
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,728 @@
+"""Tests for the features stage: lensfeed.features transforms and pipelines/features.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from lensfeed import features as feat
+from lensfeed.generate import generate_dataset, plan_exports
+from lensfeed.schemas import POSTS, POSTS_SPEC, PROFILES, STATS, STATS_SPEC, TABLES
+from lensfeed.spark import spark_session
+from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURE_TIME = datetime(2024, 5, 10, tzinfo=UTC)
+T1 = datetime(2024, 5, 9, 1, tzinfo=UTC)
+T2 = datetime(2024, 5, 9, 2, tzinfo=UTC)
+
+
+def _load_entry_point() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "pipelines_features", ROOT / "pipelines" / "features.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+entry = _load_entry_point()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    session = spark_session("tests", "local[2]")
+    yield session
+    session.stop()
+
+
+# ---------------------------------------------------------------------------
+# tiny frames
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def post(
+    post_id: str,
+    block_timestamp: str,
+    *,
+    dtime: datetime = T1,
+    related_post: str | None = None,
+    related_comment: str | None = None,
+    content_warning: str | None = None,
+    language: str | None = "en",
+    source_ms: int = 0,
+) -> dict[str, Any]:
+    """A public_profile_post row (author = the id before the dash) plus ``dtime``."""
+    return {
+        "post_id": post_id,
+        "profile_id": post_id.split("-")[0],
+        "is_related_to_post": related_post,
+        "is_related_to_comment": related_comment,
+        "is_hidden": False,
+        "is_gated": post_id.endswith("3"),
+        "custom_filters_gardener_flagged": False,
+        "block_timestamp": ts(block_timestamp),
+        "language": language,
+        "region": None,
+        "content_warning": content_warning,
+        "main_content_focus": "TEXT_ONLY",
+        "datastream_metadata": {"uuid": f"u-{post_id}-{source_ms}", "source_timestamp": source_ms},
+        "dtime": dtime,
+    }
+
+
+def stat(
+    publication_id: str,
+    collects: int = 0,
+    mirrors: int = 0,
+    comments: int = 0,
+    upvotes: int = 0,
+    downvotes: int = 0,
+    *,
+    source_ms: int = 0,
+    dtime: datetime = T1,
+) -> dict[str, Any]:
+    return {
+        "publication_id": publication_id,
+        "total_amount_of_collects": collects,
+        "total_amount_of_mirrors": mirrors,
+        "total_amount_of_comments": comments,
+        "total_upvotes": upvotes,
+        "total_downvotes": downvotes,
+        "datastream_metadata": {
+            "uuid": f"s-{publication_id}-{source_ms}",
+            "source_timestamp": source_ms,
+        },
+        "dtime": dtime,
+    }
+
+
+def _frame(spark: Any, spec: Any, rows: list[dict[str, Any]]) -> Any:
+    schema = from_arrow_schema(spec.schema).add("dtime", "timestamp")
+    names = schema.names
+    return spark.createDataFrame([tuple(row.get(n) for n in names) for row in rows], schema)
+
+
+def posts_frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
+    return _frame(spark, POSTS_SPEC, rows)
+
+
+def stats_frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
+    return _frame(spark, STATS_SPEC, rows)
+
+
+def trust_frame(spark: Any, rows: list[tuple[str, float, int]]) -> Any:
+    return spark.createDataFrame(
+        [("followship", i, v, rank) for i, v, rank in rows],
+        "strategy_name string, i string, v double, rank bigint",
+    )
+
+
+def collect(frame: Any, columns: list[str]) -> pd.DataFrame:
+    """A small result as pandas, ordered by its first column."""
+    return frame.select(*columns).toPandas().sort_values(columns[0]).reset_index(drop=True)
+
+
+def utc(values: list[str]) -> pd.Series:
+    return pd.Series(pd.to_datetime(values)).astype("datetime64[us]")
+
+
+# ---------------------------------------------------------------------------
+# current state of the increments
+
+
+@pytest.mark.spark
+def test_current_posts_keeps_the_newest_partition(spark):
+    rows = [
+        post("0x01-0x01", "2024-05-01", dtime=T1, language="en"),
+        post("0x01-0x01", "2024-05-01", dtime=T2, language="fr"),  # re-exported: newest wins
+        post("0x01-0x02", "2024-05-02", dtime=T2, language="de"),
+        post("0x02-0x01", "2024-05-03", dtime=T1, language="es", source_ms=5),
+        post("0x02-0x01", "2024-05-03", dtime=T1, language="pt", source_ms=9),  # same partition
+    ]
+    got = collect(feat.current_posts(posts_frame(spark, rows)), ["post_id", "language", "dtime"])
+    expected = pd.DataFrame(
+        {
+            "post_id": ["0x01-0x01", "0x01-0x02", "0x02-0x01"],
+            "language": ["fr", "de", "pt"],
+            "dtime": utc(["2024-05-09 02:00", "2024-05-09 02:00", "2024-05-09 01:00"]),
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert got["dtime"].dtype.kind == "M"
+
+
+@pytest.mark.spark
+def test_current_stats_picks_the_newest_snapshot(spark):
+    rows = [
+        stat("0x01-0x01", mirrors=1, source_ms=100, dtime=T2),
+        stat("0x01-0x01", mirrors=5, source_ms=200, dtime=T1),  # larger source_timestamp wins
+        stat("0x01-0x02", mirrors=2, source_ms=100, dtime=T1),
+        stat("0x01-0x02", mirrors=3, source_ms=100, dtime=T2),  # tie: newest partition wins
+        stat("0x02-0x01", mirrors=7, source_ms=50, dtime=T1),
+    ]
+    got = collect(
+        feat.current_stats(stats_frame(spark, rows)),
+        ["publication_id", "total_amount_of_mirrors"],
+    )
+    expected = pd.DataFrame(
+        {
+            "publication_id": ["0x01-0x01", "0x01-0x02", "0x02-0x01"],
+            "total_amount_of_mirrors": [5, 3, 7],
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------
+# post_features
+
+
+@pytest.fixture
+def tiny(spark) -> tuple[Any, Any, Any]:
+    posts = posts_frame(
+        spark,
+        [
+            post("0x01-0x01", "2024-05-01 00:00:00"),  # age 9 exactly
+            post("0x01-0x02", "2024-05-09 23:59:59", related_post="0x02-0x01"),  # age 0
+            post(
+                "0x01-0x03",
+                "2024-05-05 12:00:00",  # age 4.5 -> 4
+                related_comment="0x02-0x05",
+                content_warning="NSFW",
+                language=None,
+            ),
+            post("0x02-0x01", "2024-05-08 00:00:00"),  # age 2, no stats at all
+            post("0x03-0x01", "2024-05-10 00:00:00"),  # age 0, every maximum is zero
+        ],
+    )
+    stats = stats_frame(
+        spark,
+        [
+            stat("0x01-0x01", collects=2, mirrors=4, comments=1, upvotes=10, downvotes=0),
+            stat("0x01-0x03", collects=0, mirrors=1, comments=3, upvotes=1, downvotes=2),
+            stat("0x03-0x01"),
+            stat("0x09-0x01", collects=99, mirrors=99),  # stats of an unknown post
+        ],
+    )
+    trust = trust_frame(spark, [("0x01", 0.6, 1), ("0x03", 0.1, 2), ("0x77", 0.3, 3)])
+    return posts, stats, trust
+
+
+EXPECTED_TYPES = [
+    ("post_id", "string"),
+    ("profile_id", "string"),
+    ("block_timestamp", "timestamp"),
+    ("feature_time", "timestamp"),
+    ("region", "string"),
+    ("language", "string"),
+    ("main_content_focus", "string"),
+    ("content_warning", "string"),
+    ("is_content_warning", "boolean"),
+    ("is_original", "boolean"),
+    ("custom_filters_gardener_flagged", "boolean"),
+    ("is_hidden", "boolean"),
+    ("is_gated", "boolean"),
+    ("collects", "bigint"),
+    ("mirrors", "bigint"),
+    ("comments", "bigint"),
+    ("upvotes", "bigint"),
+    ("downvotes", "bigint"),
+    ("age", "bigint"),
+    ("followship_rank", "bigint"),
+    ("followship_score", "double"),
+    ("max_age", "bigint"),
+    ("max_mirrors", "bigint"),
+    ("max_collects", "bigint"),
+    ("max_comments", "bigint"),
+    ("post_score", "double"),
+]
+
+
+@pytest.mark.spark
+def test_post_features_whole_frame(tiny):
+    posts, stats, trust = tiny
+    features = feat.post_features(posts, stats, trust, FEATURE_TIME)
+    assert features.dtypes == EXPECTED_TYPES
+    assert tuple(features.columns) == feat.FEATURE_COLUMNS
+    got = collect(features, list(feat.FEATURE_COLUMNS))
+    ids = ["0x01-0x01", "0x01-0x02", "0x01-0x03", "0x02-0x01", "0x03-0x01"]
+    expected = pd.DataFrame(
+        {
+            "post_id": ids,
+            "profile_id": ["0x01", "0x01", "0x01", "0x02", "0x03"],
+            "block_timestamp": utc(
+                [
+                    "2024-05-01 00:00:00",
+                    "2024-05-09 23:59:59",
+                    "2024-05-05 12:00:00",
+                    "2024-05-08 00:00:00",
+                    "2024-05-10 00:00:00",
+                ]
+            ),
+            "feature_time": utc(["2024-05-10"] * 5),
+            "region": [None] * 5,
+            "language": ["en", "en", None, "en", "en"],
+            "main_content_focus": ["TEXT_ONLY"] * 5,
+            "content_warning": [None, None, "NSFW", None, None],
+            "is_content_warning": [False, False, True, False, False],
+            "is_original": [True, False, False, True, True],
+            "custom_filters_gardener_flagged": [False] * 5,
+            "is_hidden": [False] * 5,
+            "is_gated": [False, False, True, False, False],
+            "collects": [2, 0, 0, 0, 0],
+            "mirrors": [4, 0, 1, 0, 0],
+            "comments": [1, 0, 3, 0, 0],
+            "upvotes": [10, 0, 1, 0, 0],
+            "downvotes": [0, 0, 2, 0, 0],
+            "age": [9, 0, 4, 2, 0],
+            "followship_rank": [1.0, 1.0, 1.0, np.nan, 2.0],  # null -> NaN in pandas
+            "followship_score": [0.6, 0.6, 0.6, np.nan, 0.1],
+            "max_age": [9, 9, 9, 2, 0],
+            "max_mirrors": [4, 4, 4, 0, 0],
+            "max_collects": [2, 2, 2, 0, 0],
+            "max_comments": [3, 3, 3, 0, 0],
+            "post_score": [
+                4 / 4 + 2 / 2 + 3 * 1 / 3 - 5 * 9 / 9,
+                0.0,
+                1 / 4 + 0 / 2 + 3 * 3 / 3 - 5 * 4 / 9,
+                -5 * 2 / 2,  # zero maxima count as 1e10: 0 / 1e10, never 0 / 0
+                0.0,  # max_age 0 as well: a score of 0, not NaN
+            ],
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert str(got["age"].dtype) == "int64" and str(got["post_score"].dtype) == "float64"
+
+
+@pytest.mark.spark
+def test_post_score_counts_a_zero_maximum_as_1e10(spark):
+    frame = spark.createDataFrame(
+        [("a", 3, 0, 2, 4, 0, 0, 4, 8), ("b", 1, 2, 0, 0, 2, 4, 0, 0)],
+        "post_id string, mirrors bigint, collects bigint, comments bigint, age bigint, "
+        "max_mirrors bigint, max_collects bigint, max_comments bigint, max_age bigint",
+    )
+    got = collect(feat.add_post_score(frame), ["post_id", "post_score"])
+    expected = pd.DataFrame(
+        {
+            "post_id": ["a", "b"],
+            "post_score": [3 / 1e10 + 0 / 1e10 + 3 * 2 / 4 - 5 * 4 / 8, 1 / 2 + 2 / 4 + 0.0 - 0.0],
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+@pytest.mark.spark
+def test_post_features_without_trust_has_typed_nulls(tiny):
+    posts, stats, _ = tiny
+    features = feat.post_features(posts, stats, None, FEATURE_TIME)
+    assert features.dtypes == EXPECTED_TYPES
+    got = collect(features, ["post_id", "followship_rank", "followship_score"])
+    assert got["followship_rank"].isna().all() and got["followship_score"].isna().all()
+    assert len(got) == 5
+
+
+@pytest.mark.spark
+def test_post_features_keeps_the_best_rank_of_a_repeated_author(tiny, spark):
+    posts, stats, _ = tiny
+    trust = trust_frame(spark, [("0x01", 0.2, 7), ("0x01", 0.6, 1)])
+    got = collect(
+        feat.post_features(posts, stats, trust, FEATURE_TIME),
+        ["post_id", "followship_rank", "followship_score"],
+    )
+    assert got["post_id"].tolist() == [
+        "0x01-0x01",
+        "0x01-0x02",
+        "0x01-0x03",
+        "0x02-0x01",
+        "0x03-0x01",
+    ]
+    assert got["followship_rank"].tolist()[:3] == [1.0, 1.0, 1.0]
+
+
+def write_partition(root: Path, table: str, tick: datetime, rows: list[dict[str, Any]]) -> None:
+    """One ingest partition: ``root/<table>/dtime=<tick>/<object>.parquet``, conformed."""
+    directory = root / table / f"dtime={tick:%Y-%m-%dT%H:%M:%SZ}"
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = TABLES[table].schema
+    frame = pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema)
+    pq.write_table(frame, directory / f"{tick:%Y%m%dT%H%M%SZ}-0.parquet")
+
+
+@pytest.mark.spark
+def test_author_maxima_span_the_whole_history(spark, tmp_path):
+    # author 0x01 has its big post in the older partition and a small one in the newer
+    write_partition(tmp_path, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
+    write_partition(
+        tmp_path, POSTS, T2, [post("0x01-0x02", "2024-05-08"), post("0x02-0x01", "2024-05-09")]
+    )
+    write_partition(
+        tmp_path,
+        STATS,
+        T1,
+        [stat("0x01-0x01", collects=5, mirrors=6, comments=7, source_ms=1)],
+    )
+    write_partition(
+        tmp_path,
+        STATS,
+        T2,
+        [
+            stat("0x01-0x02", collects=1, mirrors=1, comments=1, source_ms=2),
+            stat("0x02-0x01", collects=2, source_ms=2),
+        ],
+    )
+    posts = feat.current_posts(feat.read_partitions(spark, tmp_path / POSTS))
+    stats = feat.current_stats(feat.read_partitions(spark, tmp_path / STATS))
+    assert dict(posts.dtypes)["dtime"] == "timestamp"
+    features = feat.post_features(posts, stats, None, FEATURE_TIME)
+    got = collect(
+        features, ["post_id", "age", "max_age", "max_mirrors", "max_collects", "max_comments"]
+    )
+    expected = pd.DataFrame(
+        {
+            "post_id": ["0x01-0x01", "0x01-0x02", "0x02-0x01"],
+            "age": [9, 2, 1],
+            "max_age": [9, 9, 1],
+            "max_mirrors": [6, 6, 0],
+            "max_collects": [5, 5, 2],
+            "max_comments": [7, 7, 0],
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.spark
+def test_read_partitions_parses_dtime(spark, tmp_path):
+    write_partition(tmp_path, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
+    write_partition(tmp_path, POSTS, T2, [post("0x01-0x02", "2024-05-02")])
+    got = collect(feat.read_partitions(spark, tmp_path / POSTS), ["post_id", "dtime"])
+    expected = pd.DataFrame(
+        {
+            "post_id": ["0x01-0x01", "0x01-0x02"],
+            "dtime": utc(["2024-05-09 01:00", "2024-05-09 02:00"]),
+        }
+    )
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+@pytest.mark.spark
+def test_read_partitions_of_an_empty_table_has_the_canonical_schema(spark, tmp_path):
+    (tmp_path / STATS).mkdir()
+    frame = feat.read_partitions(spark, tmp_path / STATS)
+    assert frame.columns == [*STATS_SPEC.columns, "dtime"]
+    assert dict(frame.dtypes)["dtime"] == "timestamp"
+    assert frame.count() == 0
+
+
+# ---------------------------------------------------------------------------
+# failure paths: a missing column is named before Spark analyses anything
+
+
+@pytest.mark.spark
+def test_post_features_names_a_missing_post_column(tiny):
+    posts, stats, trust = tiny
+    with pytest.raises(KeyError, match="posts is missing column\\(s\\): region"):
+        feat.post_features(posts.drop("region"), stats, trust, FEATURE_TIME)
+
+
+@pytest.mark.spark
+def test_post_features_names_a_missing_stats_column(tiny):
+    posts, stats, trust = tiny
+    with pytest.raises(KeyError, match="total_upvotes"):
+        feat.post_features(posts, stats.drop("total_upvotes"), trust, FEATURE_TIME)
+
+
+@pytest.mark.spark
+def test_post_features_names_a_missing_trust_column(tiny):
+    posts, stats, trust = tiny
+    with pytest.raises(KeyError, match="trust is missing column\\(s\\): rank"):
+        feat.post_features(posts, stats, trust.drop("rank"), FEATURE_TIME)
+
+
+@pytest.mark.spark
+def test_post_features_refuses_a_naive_feature_time(tiny):
+    posts, stats, trust = tiny
+    with pytest.raises(ValueError, match="no time zone"):
+        feat.post_features(posts, stats, trust, datetime(2024, 5, 10))
+
+
+@pytest.mark.spark
+def test_current_posts_names_a_missing_column(spark):
+    posts = posts_frame(spark, [post("0x01-0x01", "2024-05-01")])
+    with pytest.raises(KeyError, match="posts is missing column\\(s\\): dtime"):
+        feat.current_posts(posts.drop("dtime"))
+
+
+@pytest.mark.spark
+def test_current_stats_names_a_missing_struct_field(spark):
+    stats = stats_frame(spark, [stat("0x01-0x01")]).withColumn(
+        "datastream_metadata", F.struct(F.lit("u").alias("uuid"))
+    )
+    with pytest.raises(KeyError, match=r"datastream_metadata\.source_timestamp"):
+        feat.current_stats(stats)
+
+
+@pytest.mark.spark
+def test_add_post_score_names_a_missing_maximum(spark):
+    frame = spark.createDataFrame(
+        [("a", 1, 1, 1, 1)],
+        "post_id string, mirrors bigint, collects bigint, comments bigint, age bigint",
+    )
+    with pytest.raises(KeyError, match="max_mirrors"):
+        feat.add_post_score(frame)
+
+
+# ---------------------------------------------------------------------------
+# partitions and feature time (no Spark)
+
+
+def test_feature_time_is_the_newest_partition(tmp_path):
+    for table, tick in [(POSTS, T1), (POSTS, T2), (STATS, T1)]:
+        (tmp_path / table / f"dtime={tick:%Y-%m-%dT%H:%M:%SZ}").mkdir(parents=True)
+    (tmp_path / POSTS / "_SUCCESS").touch()  # ignored, as Spark does
+    assert feat.partition_times(tmp_path / POSTS) == [T1, T2]
+    assert feat.partition_times(tmp_path / "absent") == []
+    later = datetime(2024, 6, 1, tzinfo=UTC)
+    assert feat.feature_time_of([T1, T2], [later]) == later
+    assert feat.feature_time_of(feat.partition_times(tmp_path / POSTS), []) == T2
+
+
+def test_feature_time_needs_a_partition():
+    with pytest.raises(ValueError, match="no dtime partition"):
+        feat.feature_time_of([], [])
+
+
+def test_partition_times_names_a_foreign_entry(tmp_path):
+    (tmp_path / POSTS / "dtime=yesterday").mkdir(parents=True)
+    with pytest.raises(ValueError, match="dtime=yesterday"):
+        feat.partition_times(tmp_path / POSTS)
+
+
+# ---------------------------------------------------------------------------
+# the entry point
+
+
+def _args(root: Path, out: str, *extra: str) -> list[str]:
+    paths = {"posts": "ingest", "stats": "ingest", "trust": "trust", "out": out}
+    return [*[a for name, path in paths.items() for a in (f"--{name}", str(root / path))], *extra]
+
+
+@pytest.mark.parametrize("layout", ["absent", "empty", "stats only"])
+def test_no_post_partition_exits_without_starting_spark(tmp_path, monkeypatch, layout):
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("Spark must not start without data")
+
+    monkeypatch.setattr(entry, "spark_session", refuse)
+    if layout != "absent":
+        (tmp_path / "ingest" / POSTS).mkdir(parents=True)
+    if layout == "stats only":
+        write_partition(tmp_path / "ingest", STATS, T1, [stat("0x01-0x01")])
+    (tmp_path / "out").mkdir()
+    assert entry.main(_args(tmp_path, "out")) == 0
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_spec_is_valid_and_runs_the_entry_point():
+    text = (ROOT / "specs" / "features.pipeline.json").read_text()
+    (doc,) = load_spec_documents(text, "features.pipeline.json")
+    spec = parse_pipeline_spec(doc)
+    assert spec["pipeline"]["name"] == "features"
+    assert spec["datumTries"] == 2
+    assert spec["transform"]["image"] == "ghcr.io/lens-feed/pipelines:0.1.0"
+    assert spec["transform"]["env"] == {"SPARK_MASTER": "local[*]"}
+    cmd = spec["transform"]["cmd"]
+    assert cmd[:2] == ["python3", "pipelines/features.py"] and (ROOT / cmd[1]).is_file()
+    inputs = {
+        i["pfs"]["name"]: (i["pfs"]["repo"], i["pfs"]["glob"]) for i in spec["input"]["cross"]
+    }
+    assert inputs == {
+        "posts": ("ingest", "/public_profile_post"),
+        "stats": ("ingest", "/public_publication_stats"),
+        "trust": ("trust", "/"),
+    }
+    for name in inputs:
+        assert cmd[cmd.index(f"--{name}") + 1] == f"/pfs/{name}"
+    assert cmd[cmd.index("--out") + 1] == "/pfs/out"
+    assert json.loads(text)["description"].count("\n") == 0
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """~500 generated posts in ingest's layout, and a trust file covering half the profiles."""
+    root = tmp_path_factory.mktemp("generated")
+    start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
+    dataset = generate_dataset(500, 11, start, end)
+    for obj in plan_exports(dataset, start, end, 1, 11):
+        if obj.table in (POSTS, STATS):
+            directory = root / "ingest" / obj.table / f"dtime={obj.export_time:%Y-%m-%dT%H:%M:%SZ}"
+            directory.mkdir(parents=True, exist_ok=True)
+            pq.write_table(obj.table_data, directory / obj.name.rsplit("/", 1)[1])
+    ids = dataset[PROFILES].column("profile_id").to_pylist()[::2]
+    trust = pa.table(
+        {
+            "strategy_name": ["followship"] * len(ids),
+            "i": ids,
+            "v": [1.0 / (k + 2) for k in range(len(ids))],
+            "rank": pa.array(range(1, len(ids) + 1), pa.int64()),
+        }
+    )
+    (root / "trust").mkdir()
+    pq.write_table(trust, root / "trust" / "trust.parquet")
+    return root
+
+
+def pandas_features(root: Path) -> pd.DataFrame:
+    """The same features computed independently with pandas, one row per post."""
+
+    def table(name: str) -> pd.DataFrame:
+        parts = []
+        for path in sorted((root / "ingest" / name).glob("dtime=*/*.parquet")):
+            frame = pd.read_parquet(path)
+            frame["dtime"] = pd.Timestamp(path.parent.name.removeprefix("dtime="))
+            parts.append(frame)
+        return pd.concat(parts, ignore_index=True)
+
+    posts = table(POSTS).sort_values("dtime").drop_duplicates("post_id", keep="last")
+    stats = table(STATS)
+    stats["source"] = [m["source_timestamp"] for m in stats["datastream_metadata"]]
+    stats = stats.sort_values(["source", "dtime"]).drop_duplicates("publication_id", keep="last")
+    names = dict(feat.COUNTERS, publication_id="post_id")
+    frame = posts.merge(stats.rename(columns=names)[list(names.values())], on="post_id", how="left")
+    for column in feat.COUNTERS.values():
+        frame[column] = frame[column].fillna(0).astype("int64")
+    feature_time = max(table(POSTS)["dtime"].max(), table(STATS)["dtime"].max())
+    frame["age"] = (feature_time - frame["block_timestamp"]) // pd.Timedelta(days=1)
+    trust = pd.read_parquet(root / "trust" / "trust.parquet")
+    frame = frame.merge(
+        trust.rename(
+            columns={"i": "profile_id", "rank": "followship_rank", "v": "followship_score"}
+        ),
+        on="profile_id",
+        how="left",
+    )
+    for column in ("age", "mirrors", "collects", "comments"):
+        frame[f"max_{column}"] = frame.groupby("profile_id")[column].transform("max")
+    maxima = {
+        c: frame[f"max_{c}"].replace(0, 1e10) for c in ("age", "mirrors", "collects", "comments")
+    }
+    frame["post_score"] = (
+        frame["mirrors"] / maxima["mirrors"]
+        + frame["collects"] / maxima["collects"]
+        + 3 * frame["comments"] / maxima["comments"]
+        - 5 * frame["age"] / maxima["age"]
+    )
+    frame["is_original"] = (
+        frame["is_related_to_post"].isna() & frame["is_related_to_comment"].isna()
+    )
+    return frame.sort_values("post_id").reset_index(drop=True)
+
+
+def read_dir(directory: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.spark
+def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(spark, generated):
+    assert entry.main(_args(generated, "out1"), spark=spark) == 0
+    # another partitioning of Spark's work must not change a byte
+    spark.conf.set("spark.sql.shuffle.partitions", "3")
+    try:
+        assert entry.main(_args(generated, "out2"), spark=spark) == 0
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "8")
+    first, second = read_dir(generated / "out1"), read_dir(generated / "out2")
+    assert list(first) == ["features/part-00000.parquet"]
+    assert first == second
+
+    got = pq.read_table(generated / "out1" / "features" / "part-00000.parquet")
+    assert got.schema == feat.FEATURES_SCHEMA
+    frame = got.to_pandas()
+    expected = pandas_features(generated)
+    assert len(frame) == len(expected) == 500
+    assert frame["post_id"].tolist() == expected["post_id"].tolist()
+    assert (frame["feature_time"] == pd.Timestamp("2024-05-08", tz="UTC")).all()
+    for column in [
+        "age",
+        "mirrors",
+        "collects",
+        "comments",
+        "upvotes",
+        "downvotes",
+        "max_age",
+        "max_mirrors",
+        "max_collects",
+        "max_comments",
+        "is_original",
+    ]:
+        assert frame[column].tolist() == expected[column].tolist(), column
+    pd.testing.assert_series_equal(
+        frame["followship_rank"], expected["followship_rank"], check_dtype=False
+    )
+    np.testing.assert_allclose(frame["post_score"], expected["post_score"], rtol=0, atol=1e-12)
+    assert frame["followship_rank"].isna().any() and frame["followship_rank"].notna().any()
+
+
+@pytest.mark.spark
+def test_entry_point_splits_parts_by_row_count(spark, generated):
+    assert entry.main(_args(generated, "parts", "--rows-per-part", "200"), spark=spark) == 0
+    files = sorted((generated / "parts" / "features").iterdir())
+    assert [p.name for p in files] == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    assert [pq.ParquetFile(p).metadata.num_rows for p in files] == [200, 200, 100]
+    assert list((generated / "parts").iterdir()) == [generated / "parts" / "features"]
+    whole = pq.read_table(generated / "out1" / "features" / "part-00000.parquet")
+    assert pa.concat_tables([pq.read_table(p) for p in files]).equals(whole)
+
+
+@pytest.mark.spark
+def test_write_features_refuses_a_repeated_post_id(tiny, tmp_path):
+    posts, stats, trust = tiny
+    features = feat.post_features(posts, stats, trust, FEATURE_TIME)
+    with pytest.raises(RuntimeError, match="unique post_id"):
+        feat.write_features(features.unionAll(features), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_features_needs_whole_row_groups_per_part(tmp_path):
+    with pytest.raises(ValueError, match="multiple of 64"):
+        feat.write_features(None, tmp_path, rows_per_part=100, row_group_rows=64)
+
+
+@pytest.mark.spark
+def test_entry_point_reports_a_missing_column(spark, generated, tmp_path, capsys):
+    bad = tmp_path / "ingest"
+    write_partition(bad, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
+    (bad / STATS / "dtime=2024-05-09T01:00:00Z").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"publication_id": ["0x01-0x01"], "dtime_x": [1]}),
+        bad / STATS / "dtime=2024-05-09T01:00:00Z" / "x.parquet",
+    )
+    assert entry.main(_args(tmp_path, "out"), spark=spark) == 1
+    assert (
+        "stats is missing column(s): datastream_metadata.source_timestamp"
+        in capsys.readouterr().err
+    )
