@@ -139,7 +139,7 @@ def make_progress(quiet: bool) -> Progress:
 
 # -- commands -------------------------------------------------------------------------------
 
-Handler = Callable[[argparse.Namespace, Engine], int]
+Handler = Callable[[argparse.Namespace, Any], int]  # (args, Engine | None for state=False)
 
 
 @dataclass(frozen=True)
@@ -162,18 +162,19 @@ class Command:
     handler: Handler
     write: bool
     args: Sequence[Arg]
+    state: bool = True  # False: the command never touches the local state directory
 
 
 COMMANDS: dict[tuple[str, str], Command] = {}
 
 
 def command(
-    verb: str, noun: str, *, write: bool, args: Sequence[Arg] = ()
+    verb: str, noun: str, *, write: bool, args: Sequence[Arg] = (), state: bool = True
 ) -> Callable[[Handler], Handler]:
     """Register a ``pachlocal VERB [NOUN]`` handler; ``write`` takes the state's writer lock."""
 
     def wrap(fn: Handler) -> Handler:
-        COMMANDS[(verb, noun)] = Command(fn, write, args)
+        COMMANDS[(verb, noun)] = Command(fn, write, args, state)
         return fn
 
     return wrap
@@ -879,6 +880,36 @@ def diff_file(a: argparse.Namespace, e: Engine) -> int:
     return 0
 
 
+@command(
+    "deploy",
+    "",
+    write=False,
+    state=False,
+    args=[
+        A("--pachd", help="pachd address (default: PACHD_ADDRESS, else the pachctl context)"),
+        A("--secrets", help="directory of filled Secret JSON files to create"),
+        A("--update", action="store_true", help="replace secrets, update pipelines"),
+        A("--reprocess", action="store_true", help="with --update: reprocess all datums"),
+        A("--dry-run", action="store_true", help="print the plan, send nothing"),
+    ],
+)
+def deploy(a: argparse.Namespace, e: Engine | None) -> int:
+    """Create this project's repos, secrets and pipelines (specs/) on a real pachd."""
+    from .deploy import deploy as run
+
+    secrets = Path(a.secrets) if a.secrets else None
+    run(
+        Path("."),
+        address=a.pachd,
+        secrets_dir=secrets,
+        update=a.update,
+        out=sys.stdout,
+        reprocess=a.reprocess,
+        dry_run=a.dry_run,
+    )
+    return 0
+
+
 @command("fsck", "", write=True)
 def fsck(a: argparse.Namespace, e: Engine) -> int:
     problems = e.store.fsck()
@@ -892,7 +923,7 @@ def fsck(a: argparse.Namespace, e: Engine) -> int:
 
 
 def _add(parser: argparse.ArgumentParser, cmd: Command) -> None:
-    parser.set_defaults(handler=cmd.handler, write=cmd.write)
+    parser.set_defaults(handler=cmd.handler, write=cmd.write, state=cmd.state)
     for arg in cmd.args:
         parser.add_argument(*arg.flags, **arg.options)
 
@@ -925,12 +956,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine: Engine | None = None
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        engine = Engine(
-            home,
-            write=args.write,
-            progress=make_progress(args.quiet),
-            command=" ".join(sys.argv[1:3]) if argv is None else " ".join(list(argv)[:2]),
-        )
+        if args.state:
+            engine = Engine(
+                home,
+                write=args.write,
+                progress=make_progress(args.quiet),
+                command=" ".join(sys.argv[1:3]) if argv is None else " ".join(list(argv)[:2]),
+            )
         return int(args.handler(args, engine))
     except KeyboardInterrupt:
         print(

@@ -366,3 +366,35 @@ def test_a_trigger_firing_mid_set_feeds_the_fresh_output_downstream(
         "predict": "success",
     }
     assert pl.files("predict@master") == {"/p": b"v3\nv3\n"}
+
+
+def test_path_remapping_fallback_runs_the_same_pipeline(
+    pl: Pachlocal, tmp_path: Path, write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without mount namespaces, /pfs and secret mount paths are rewritten to scratch dirs."""
+    monkeypatch.setenv("PACHLOCAL_SANDBOX", "remap")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tok"},
+        "stringData": {"t": "abc"},
+    }
+    pl("create", "secret", "-f", str(write("tok.json", json.dumps(secret))))
+    pl("create", "repo", "in")
+    pl("put", "file", "in@master:/a", "-f", str(write("a", "hello")))
+    script = UPPER + "; cat /var/secrets/tok/t > /pfs/out/t"
+    spec = copy_spec(
+        "upper",
+        "in",
+        "/*",
+        script,
+        transform={"secrets": [{"name": "tok", "mountPath": "/var/secrets/tok"}]},
+    )
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    assert pl.files("upper@master") == {"/a": b"HELLO", "/t": b"abc"}
+    assert not Path("/var/secrets/tok").exists() or not any(Path("/var/secrets/tok").iterdir())
+    # inputs are copies in this mode: a write to an input cannot reach the object store
+    vandal = copy_spec("vandal", "in", "/*", "echo x > /pfs/in/a && cp /pfs/in/a /pfs/out/a")
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, vandal))
+    assert pl.files("in@master") == {"/a": b"hello"}
+    assert pl("fsck").rc == 0

@@ -1,0 +1,592 @@
+"""The project's benchmarks against what the original Lens pipeline did, in one run.
+
+Run: ``.venv/bin/python bench/run.py [--scale tiny|small|full] [--only a,b] [--repeat N]``
+
+Comparisons (rows at ``--scale full``; ``small`` is about 10x smaller, ``tiny`` is a smoke test):
+
+- ``feed_push``: 200k feed rows into PostgreSQL (embedded, data dir in a temp dir):
+  :func:`lensfeed.pg.replace_feed` against pandas ``to_sql`` with its defaults
+  (target: >= 4x faster) and against a raw ``COPY`` of the same rows as CSV
+  (target: <= 1.3x its time);
+- ``post_score``: ages, per-author maxima and ``post_score`` of 1M posts with the
+  features transforms on Spark ``local[*]`` (session start excluded, reported
+  apart; the plan runs to a ``noop`` sink) against a pandas row-wise ``apply``
+  (target: >= 20x faster, equal scores within 1e-9 on every row);
+- ``predict``: 1M rows through :func:`lensfeed.predict.predict` with the
+  production model against a bare ``Booster.inplace_predict`` on the prepared
+  float array (target: >= 0.8x its throughput); skipped without the model file;
+- ``eigentrust``: 1M follow edges among 100k profiles, graph building from edge
+  arrays plus :func:`lensfeed.eigentrust.eigentrust`, against a networkx
+  ``DiGraph`` and ``pagerank`` (target: >= 5x faster, scores equal within 1e-6).
+
+Every comparison runs each side once to warm up, then alternates them
+``--repeat`` times; times are medians and the ratio is the median of the
+per-pair ratios. Prints ``what | ours | baseline | ratio | target | met`` (a
+target not reached says ``MISSED``) and writes ``bench/results/<YYYY-MM-DD>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import baselines  # noqa: E402
+from lensfeed import eigentrust as et  # noqa: E402
+
+MODEL = Path("/work/shared/fixtures/lens-production-model-20230522053757.json")
+COMPARISONS = ("feed_push", "post_score", "predict", "eigentrust")
+
+#: Inputs per scale: feed rows, posts, prediction rows, (edges, profiles).
+SCALES: dict[str, dict[str, Any]] = {
+    "full": {"feed": 200_000, "posts": 1_000_000, "predict": 1_000_000, "edges": 1_000_000,
+             "profiles": 100_000, "repeat": 3},
+    "small": {"feed": 20_000, "posts": 100_000, "predict": 100_000, "edges": 100_000,
+              "profiles": 10_000, "repeat": 5},
+    "tiny": {"feed": 1_000, "posts": 2_000, "predict": 2_000, "edges": 2_000,
+             "profiles": 300, "repeat": 1},
+}  # fmt: skip
+
+STRATEGY = "ml-xgb-followship"
+
+
+# --- timing ---------------------------------------------------------------------------
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def paired(
+    sides: dict[str, Callable[[], Any]],
+    repeat: int,
+    *,
+    setup: Callable[[], None] | None = None,
+    warmups: dict[str, Callable[[], Any]] | None = None,
+) -> dict[str, list[float]]:
+    """Warm each side up once, then run the sides in turn ``repeat`` times.
+
+    ``setup`` runs (untimed) before every timed call; ``warmups`` replaces a
+    side's warm-up call (a smaller input for a slow baseline).
+    """
+    for name, fn in sides.items():
+        if setup:
+            setup()
+        (warmups or {}).get(name, fn)()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, fn in sides.items():
+            if setup:
+                setup()
+            seconds, _ = _timed(fn)
+            times[name].append(seconds)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def pair_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median of the per-repetition ratios ``numerator[k] / denominator[k]``."""
+    return median([a / b for a, b in zip(numerator, denominator, strict=True)])
+
+
+def row(
+    key: str,
+    what: str,
+    ours: list[float],
+    base: list[float],
+    *,
+    speedup: bool,
+    target: float,
+    extra: dict[str, Any] | None = None,
+    ok: bool = True,
+) -> dict[str, Any]:
+    """One result: ``speedup`` rows compare base/ours (>= target), others ours/base (<= target)."""
+    if speedup:
+        ratio = pair_ratio(base, ours)
+        met = ratio >= target
+        label = f"base/ours >= {target:g}"
+    else:
+        ratio = pair_ratio(ours, base)
+        met = ratio <= target
+        label = f"ours/base <= {target:g}"
+    return {
+        "key": key,
+        "what": what,
+        "ours_s": round(median(ours), 4),
+        "baseline_s": round(median(base), 4),
+        "ours_runs_s": [round(t, 4) for t in ours],
+        "baseline_runs_s": [round(t, 4) for t in base],
+        "ratio": round(ratio, 3),
+        "target": label,
+        "met": bool(met and ok),
+        **(extra or {}),
+    }
+
+
+# --- feed push --------------------------------------------------------------------------
+
+
+def feed_rows(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    profiles = rng.integers(1, 200_000, n)
+    posts = rng.permutation(n) + 1
+    post_id = [
+        f"0x{a:04x}-0x{b:02x}" for a, b in zip(profiles.tolist(), posts.tolist(), strict=True)
+    ]
+    return pd.DataFrame({"post_id": post_id, "v": rng.random(n)})
+
+
+def bench_feed_push(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
+    import sqlalchemy
+
+    from lensfeed import pg
+    from lensfeed.pgserver import EmbeddedPostgres
+
+    rows = feed_rows(scale["feed"], np.random.default_rng(1))
+    csv = baselines.feed_csv(STRATEGY, rows)
+    run = {"commit_id": "bench", "input_commits": {"predictions": "bench"}, "feed_sha256": "0" * 64}
+    with (
+        tempfile.TemporaryDirectory(prefix="lensfeed-bench-") as tmp,
+        EmbeddedPostgres(Path(tmp) / "pgdata") as server,
+    ):
+        conn = pg.connect(server.dsn)
+        engine = sqlalchemy.create_engine(baselines.sqlalchemy_url(server.dsn))
+        try:
+            pg.ensure_schema(conn)
+
+            def setup() -> None:
+                conn.execute("TRUNCATE feed, feed_runs")
+                conn.execute("CHECKPOINT")
+
+            def count() -> int:
+                cur = conn.execute("SELECT count(*), sum(v) FROM feed")
+                n, total = cur.fetchone()  # type: ignore[misc]
+                assert n == len(rows) and abs(total - rows["v"].sum()) < 1e-6, (n, total)
+                return int(n)
+
+            times = paired(
+                {
+                    "ours": lambda: pg.replace_feed(conn, STRATEGY, rows, run),
+                    "to_sql": lambda: baselines.feed_push_to_sql(engine, STRATEGY, rows),
+                    "copy": lambda: baselines.feed_push_copy_csv(conn, STRATEGY, csv),
+                },
+                repeat,
+                setup=setup,
+            )
+            for push in (
+                lambda: pg.replace_feed(conn, STRATEGY, rows, run),
+                lambda: baselines.feed_push_to_sql(engine, STRATEGY, rows),
+                lambda: baselines.feed_push_copy_csv(conn, STRATEGY, csv),
+            ):
+                setup()
+                push()
+                count()
+        finally:
+            engine.dispose()
+            conn.close()
+    extra = {"rows": len(rows)}
+    return [
+        row(
+            "feed_push_vs_to_sql",
+            f"feed push {len(rows):,} rows vs to_sql",
+            times["ours"],
+            times["to_sql"],
+            speedup=True,
+            target=4,
+            extra=extra,
+        ),
+        row(
+            "feed_push_vs_copy",
+            f"feed push {len(rows):,} rows vs raw COPY",
+            times["ours"],
+            times["copy"],
+            speedup=False,
+            target=1.3,
+            extra=extra,
+        ),
+    ]
+
+
+# --- post score ---------------------------------------------------------------------------
+
+
+FEATURE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def posts_frame(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``n`` posts by ``n / 10`` authors (a skewed share each), counters mostly small, many 0."""
+    authors = max(n // 10, 1)
+    author = np.minimum((authors * rng.random(n) ** 2).astype(np.int64), authors - 1)
+    seconds = rng.integers(0, 3 * 365 * 86_400, n)
+    stamps = pd.Timestamp(FEATURE_TIME) - pd.to_timedelta(seconds, unit="s")
+    return pd.DataFrame(
+        {
+            "post_id": [f"0x{a:05x}-0x{i:06x}" for i, a in enumerate(author.tolist())],
+            "profile_id": [f"0x{a:05x}" for a in author.tolist()],
+            "block_timestamp": stamps.astype("datetime64[us, UTC]"),
+            "mirrors": rng.geometric(0.5, n) - 1,
+            "collects": rng.geometric(0.8, n) - 1,
+            "comments": rng.geometric(0.4, n) - 1,
+        }
+    )
+
+
+def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
+    from pyspark.sql import functions as F
+
+    from lensfeed import features
+    from lensfeed.spark import spark_session
+
+    start_s, spark = _timed(lambda: spark_session("lensfeed-bench"))
+    posts = posts_frame(scale["posts"], np.random.default_rng(2))
+    frame = spark.createDataFrame(posts).cache()
+    frame.count()
+    columns = ["post_id", "age", "max_age", "max_mirrors", "max_collects", "max_comments"]
+
+    def ours_plan() -> Any:
+        scored = features.add_post_score(
+            features.add_author_maxima(features.add_age(frame, FEATURE_TIME))
+        )
+        return scored.select(*columns, "post_score")
+
+    def ours() -> None:
+        ours_plan().write.format("noop").mode("overwrite").save()
+
+    feature_time = pd.Timestamp(FEATURE_TIME)
+    small = posts.iloc[: max(len(posts) // 50, 10)]
+    times = paired(
+        {"ours": ours, "apply": lambda: baselines.post_score_apply(posts, feature_time)},
+        repeat,
+        warmups={"apply": lambda: baselines.post_score_apply(small, feature_time)},
+    )
+    # values: every row, ours collected (untimed) against the baseline's
+    collect_s, mine = _timed(lambda: ours_plan().orderBy(F.col("post_id")).toPandas())
+    theirs = baselines.post_score_apply(posts, feature_time).sort_values("post_id")
+    same_ids = bool((mine["post_id"].to_numpy() == theirs["post_id"].to_numpy()).all())
+    ints_equal = same_ids and all(
+        (mine[c].to_numpy() == theirs[c].to_numpy()).all() for c in columns[1:]
+    )
+    worst = float(np.abs(mine["post_score"].to_numpy() - theirs["post_score"].to_numpy()).max())
+    equal = ints_equal and worst <= 1e-9
+    spark.stop()
+    extra = {
+        "posts": len(posts),
+        "spark_session_start_s": round(start_s, 3),
+        "spark_collect_to_pandas_s": round(collect_s, 3),
+        "values_equal": equal,
+        "max_abs_score_diff": worst,
+        "rows_compared": len(mine),
+    }
+    return [
+        row(
+            "post_score",
+            f"post_score + author maxima, {len(posts):,} posts",
+            times["ours"],
+            times["apply"],
+            speedup=True,
+            target=20,
+            extra=extra,
+            ok=equal,
+        )
+    ]
+
+
+# --- predict --------------------------------------------------------------------------------
+
+
+def prediction_features(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    from lensfeed.model import LANGUAGES, REGIONS
+
+    def pick(values: list[Any], p: list[float] | None = None) -> Any:
+        return np.asarray(values, dtype=object)[rng.choice(len(values), n, p=p)]
+
+    counters = {c: rng.geometric(p, n) - 1 for c, p in
+                (("mirrors", 0.5), ("collects", 0.8), ("comments", 0.4), ("upvotes", 0.3),
+                 ("downvotes", 0.9))}  # fmt: skip
+    age = rng.integers(0, 1000, n)
+    ranked = rng.random(n) < 0.7
+    rank = np.where(ranked, rng.integers(1, 100_000, n), np.nan)
+    stamps = pd.Timestamp(FEATURE_TIME) - pd.to_timedelta(age, unit="D")
+    frame = pd.DataFrame(
+        {
+            "post_id": [f"0x{i:07x}" for i in range(n)],
+            "region": pick([*REGIONS[:20], None]),
+            "language": pick([*LANGUAGES[:20], None]),
+            "main_content_focus": pick(
+                ["TEXT_ONLY", "IMAGE", "VIDEO", "ARTICLE", "AUDIO", "LINK", "EMBED"],
+                [0.6, 0.25, 0.05, 0.04, 0.02, 0.02, 0.02],
+            ),
+            "content_warning": pick(
+                [None, "NSFW", "SENSITIVE", "SPOILER"], [0.97, 0.01, 0.01, 0.01]
+            ),
+            "custom_filters_gardener_flagged": rng.random(n) < 0.005,
+            "is_original": rng.random(n) < 0.85,
+            "is_hidden": rng.random(n) < 0.01,
+            "is_gated": rng.random(n) < 0.02,
+            **counters,
+            "age": age,
+            "followship_rank": rank,
+            "followship_score": np.where(ranked, 1 / (rank + 10), np.nan),
+            "max_age": age + rng.integers(0, 100, n),
+            "max_mirrors": counters["mirrors"] + rng.integers(0, 5, n),
+            "max_collects": counters["collects"] + rng.integers(0, 5, n),
+            "max_comments": counters["comments"] + rng.integers(0, 5, n),
+            "block_timestamp": stamps.astype("datetime64[us, UTC]"),
+            "feature_time": pd.Timestamp(FEATURE_TIME).as_unit("us"),
+        }
+    )
+    frame["is_content_warning"] = frame["content_warning"].notna()
+
+    def safe(c: str) -> Any:
+        return np.where(frame[f"max_{c}"] == 0, 1e10, frame[f"max_{c}"])
+
+    frame["post_score"] = (
+        frame["mirrors"] / safe("mirrors")
+        + frame["collects"] / safe("collects")
+        + 3 * frame["comments"] / safe("comments")
+        - 5 * frame["age"] / safe("age")
+    )
+    return frame
+
+
+def bench_predict(scale: dict[str, Any], repeat: int, model_path: Path) -> list[dict[str, Any]]:
+    from lensfeed import predict
+
+    model = predict.load_model(model_path)
+    frame = prediction_features(scale["predict"], np.random.default_rng(3))
+    matrix, _ = predict.encode(model, frame)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    booster = model.booster
+
+    def bare() -> Any:
+        return booster.inplace_predict(matrix, predict_type="margin")
+
+    times = paired({"ours": lambda: predict.predict(model, frame), "bare": bare}, repeat)
+    ours = predict.predict(model, frame)
+    margins = np.asarray(bare()).reshape(len(frame), len(model.classes))
+    expected = np.asarray(model.classes, dtype=object)[margins.argmax(axis=1)]
+    same = bool((ours["label"].to_numpy() == expected).all())
+    n = len(frame)
+    extra = {
+        "rows": n,
+        "ours_rows_per_s": round(n / median(times["ours"])),
+        "bare_rows_per_s": round(n / median(times["bare"])),
+        "labels_equal": same,
+        "threads": os.cpu_count(),
+    }
+    result = row(
+        "predict",
+        f"predict {n:,} rows (throughput)",
+        times["ours"],
+        times["bare"],
+        speedup=True,  # bare/ours time = our throughput / bare throughput
+        target=0.8,
+        extra=extra,
+        ok=same,
+    )
+    return [result]
+
+
+# --- EigenTrust -------------------------------------------------------------------------------
+
+
+def follow_arrays(
+    edges: int, profiles: int, rng: np.random.Generator
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Raw follow edges: 70 % of profiles follow, popularity skewed; no self-follow, some duplicates."""
+    followers = rng.permutation(profiles)[: max(int(profiles * 0.7), 1)]
+    src = followers[rng.integers(0, len(followers), edges)]
+    popular = rng.permutation(profiles)
+    dst = popular[np.minimum((profiles * rng.random(edges) ** 2.5).astype(np.int64), profiles - 1)]
+    keep = src != dst
+    return src[keep].astype(np.int64), dst[keep].astype(np.int64)
+
+
+def graph_from_arrays(peers: list[str], src: Any, dst: Any) -> et.Graph:
+    """The Graph of raw follow arrays: self-follows dropped, duplicates collapsed, sorted
+    (the last step of :func:`lensfeed.eigentrust.follow_edges`)."""
+    n = len(peers)
+    keys = np.sort((src * n + dst)[src != dst])
+    keys = keys[np.diff(keys, prepend=-1) != 0]
+    return et.Graph(peers=peers, src=keys // n, dst=keys % n)
+
+
+def bench_eigentrust(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(4)
+    n = scale["profiles"]
+    src, dst = follow_arrays(scale["edges"], n, rng)
+    peers = [f"0x{i:05x}" for i in range(n)]
+    p = np.zeros(n)
+    p[rng.choice(n, min(10, n), replace=False)] = 1.0
+    p /= p.sum()
+
+    def ours() -> et.EigenTrustResult:
+        return et.eigentrust(graph_from_arrays(peers, src, dst), p)
+
+    times = paired(
+        {"ours": ours, "networkx": lambda: baselines.pagerank_networkx(n, src, dst, p)}, repeat
+    )
+    mine = ours()
+    theirs = baselines.pagerank_networkx(n, src, dst, p)
+    worst = float(np.abs(mine.scores - theirs).max())
+    same = worst <= 1e-6
+    extra = {
+        "edges": len(src),
+        "unique_edges": len(graph_from_arrays(peers, src, dst).src),
+        "profiles": n,
+        "iterations": mine.iterations,
+        "max_abs_score_diff": worst,
+        "scores_equal": same,
+    }
+    return [
+        row(
+            "eigentrust",
+            f"EigenTrust {len(src):,} edges, {n:,} profiles",
+            times["ours"],
+            times["networkx"],
+            speedup=True,
+            target=5,
+            extra=extra,
+            ok=same,
+        )
+    ]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    memory_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "cpu": cpu,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    headers = ("what", "ours", "baseline", "ratio", "target", "met")
+    lines = [
+        (
+            r["what"],
+            f"{r['ours_s']:.3f} s",
+            f"{r['baseline_s']:.3f} s",
+            f"{r['ratio']:.2f}x",
+            r["target"],
+            "met" if r["met"] else "MISSED",
+        )
+        for r in results
+    ]
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(headers)]
+    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("-|-".join("-" * w for w in widths))
+    for x in lines:
+        print(" | ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--only", default=",".join(COMPARISONS), help="comma-separated subset")
+    parser.add_argument("--repeat", type=int, help="timed repetitions (default: per scale)")
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--out", type=Path, help="default bench/results/<YYYY-MM-DD>.json")
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(COMPARISONS))
+    if unknown:
+        parser.error(f"unknown comparison(s): {', '.join(unknown)}")
+    logging.basicConfig(level=logging.WARNING)
+    # the generated rows hold EMBED posts, which the 2023 model never saw: expected
+    logging.getLogger("lensfeed.predict").setLevel(logging.ERROR)
+    scale = SCALES[args.scale]
+    repeat = args.repeat or scale["repeat"]
+    info = machine()
+    print(
+        f"machine: {info['cores']} cores, {info['memory_gib']} GiB, {info['cpu']}; "
+        f"load {info['load_average_at_start']}; scale {args.scale}, {repeat} timed runs (medians)"
+    )
+    results: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for name in COMPARISONS:
+        if name not in only:
+            continue
+        print(f"running {name} ...", flush=True)
+        if name == "feed_push":
+            results += bench_feed_push(scale, repeat)
+        elif name == "post_score":
+            results += bench_post_score(scale, repeat)
+        elif name == "predict":
+            if not args.model.is_file():
+                skipped[name] = f"production model not found at {args.model}"
+                print(f"skipped predict: {skipped[name]}")
+                continue
+            results += bench_predict(scale, repeat, args.model)
+        elif name == "eigentrust":
+            results += bench_eigentrust(scale, repeat)
+    print()
+    print_table(results)
+    for r in results:
+        notes = {
+            k: v
+            for k, v in r.items()
+            if k not in ("key", "what", "ours_s", "baseline_s", "ours_runs_s", "baseline_runs_s")
+            and k not in ("ratio", "target", "met")
+        }
+        print(f"  {r['what']}: {notes}")
+    when = datetime.now(UTC)
+    out = args.out or ROOT / "bench" / "results" / f"{when:%Y-%m-%d}.json"
+    document = {
+        "when": when.isoformat(timespec="seconds"),
+        "scale": args.scale,
+        "repeat": repeat,
+        "machine": info,
+        "results": {r["key"]: {k: v for k, v in r.items() if k != "key"} for r in results},
+        "skipped": skipped,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
