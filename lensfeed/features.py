@@ -38,6 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from lensfeed.parquet import WRITER_OPTIONS
 from lensfeed.schemas import TABLES, TIMESTAMP
 
 DTIME = "dtime"
@@ -120,18 +121,7 @@ _TRUST_COLUMNS = ("i", "v", "rank")
 #: Rows per Parquet row group and per output file (a multiple of the former).
 ROW_GROUP_ROWS = 1 << 17
 ROWS_PER_PART = 8 * ROW_GROUP_ROWS
-_PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "data_page_size": 1 << 20,
-    "store_schema": True,
-    "write_page_index": False,
-    "write_page_checksum": False,
-}
+_PARQUET_OPTIONS = WRITER_OPTIONS  # row groups are sized by write_features itself
 
 
 # ---------------------------------------------------------------------------

@@ -36,25 +36,15 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from lensfeed.parquet import TABLE_OPTIONS
+
 if TYPE_CHECKING:
     from lensfeed.generate import ExportObject
 
 EMULATOR_PROJECT = "lens-emulator"
 LANDED_AT = "landed_at"
 #: Writer options pinned so equal tables give equal bytes (with one pyarrow version).
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "row_group_size": 1 << 20,
-    "data_page_size": 1 << 20,
-    "store_schema": True,
-    "write_page_index": False,
-    "write_page_checksum": False,
-}
+PARQUET_OPTIONS = TABLE_OPTIONS
 _RETRYABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,

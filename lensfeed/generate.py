@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lensfeed.parquet import TABLE_OPTIONS
 from lensfeed.schemas import (
     DATASTREAM_METADATA,
     FOLLOWERS,
@@ -289,19 +290,7 @@ _BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
 _STREAM_PROFILES, _STREAM_FOLLOWERS, _STREAM_POSTS, _STREAM_STATS = range(4)
 _STREAM_POST_LAGS, _STREAM_STAT_UPDATES, _STREAM_UNFOLLOWS = range(100, 103)
 
-_PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "row_group_size": 1 << 20,
-    "data_page_size": 1 << 20,
-    "store_schema": True,
-    "write_page_index": False,
-    "write_page_checksum": False,
-}
+_PARQUET_OPTIONS = TABLE_OPTIONS
 
 
 @dataclass(frozen=True)
