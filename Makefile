@@ -42,8 +42,10 @@ check: test
 run: $(STAMP)
 	$(PY) -m lensfeed.demo
 
+SCALE ?= small
 bench: $(STAMP)
-	$(PY) bench/engine.py
+	$(PY) bench/engine.py --out bench/results/engine-$$(date +%F).json
+	$(PY) bench/run.py --scale $(SCALE)
 
 clean:
 	rm -rf .pachlocal .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,17 @@ Every comparison runs each side once to warm up, then alternates them
 ``--repeat`` times; times are medians and the ratio is the median of the
 per-pair ratios. Prints ``what | ours | baseline | ratio | target | met`` (a
 target not reached says ``MISSED``) and writes ``bench/results/<YYYY-MM-DD>.json``.
+
+The default is ``--scale small`` (about 2 minutes on 2 cores); ``--scale full``
+takes about 6 minutes there. Full scale, measured once (2026-11-22, 2 cores
+AMD EPYC, 23.5 GiB, load average 3.8 from other processes; 3 runs, medians):
+
+    feed push 200k vs to_sql     0.416 s vs  4.738 s  11.4x  (>= 4)    met
+    feed push 200k vs raw COPY   0.416 s vs  0.279 s  1.48x  (<= 1.3)  MISSED
+    post_score 1M posts          2.897 s vs 15.960 s  5.3x   (>= 20)   MISSED
+                                 (Spark session start 12.7 s, excluded)
+    predict 1M rows              2.187 s vs  1.653 s  0.79x  (>= 0.8)  MISSED
+    EigenTrust 1M edges, 100k    0.294 s vs  9.978 s  33.7x  (>= 5)    met
 """
 
 from __future__ import annotations
