@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
+from lensfeed.schemas import FEED_PASSTHROUGH
+
 DEFAULT_STRATEGY = "ml-xgb-followship"
 LABELS = ("YES", "MAYBE", "NO")
 FEED_LABELS = ("YES", "MAYBE")
@@ -63,18 +65,7 @@ WEIGHTS: Mapping[tuple[str, str], float] = {
 }
 ENGAGEMENT_WEIGHTS: Mapping[str, int] = {"upvotes": 1, "mirrors": 3, "comments": 5, "collects": 7}
 
-PREDICTION_COLUMNS = (
-    "post_id",
-    "label",
-    "block_timestamp",
-    "feature_time",
-    "is_original",
-    "content_warning",
-    "is_hidden",
-    "is_gated",
-    "custom_filters_gardener_flagged",
-    *ENGAGEMENT_WEIGHTS,
-)
+PREDICTION_COLUMNS = ("post_id", "label", *FEED_PASSTHROUGH)
 
 
 @dataclass(frozen=True)

@@ -52,26 +52,14 @@ from lensfeed.model import (
     Unseen,
     encode_columns,
 )
-from lensfeed.schemas import TIMESTAMP
+from lensfeed.schemas import FEED_PASSTHROUGH, TIMESTAMP
 
 _log = logging.getLogger(__name__)
 
 #: Feature columns a model may use: what the features stage writes.
 PRODUCIBLE: frozenset[str] = frozenset(FEATURES) | {"is_hidden", "is_gated"}
 #: Columns copied from the features to the predictions for the feed stage.
-PASSTHROUGH: tuple[str, ...] = (
-    "block_timestamp",
-    "feature_time",
-    "is_original",
-    "content_warning",
-    "is_hidden",
-    "is_gated",
-    "custom_filters_gardener_flagged",
-    "upvotes",
-    "mirrors",
-    "comments",
-    "collects",
-)
+PASSTHROUGH: tuple[str, ...] = FEED_PASSTHROUGH
 PROBABILITIES: tuple[str, ...] = tuple(f"p_{name.lower()}" for name in LABELS)
 OUTPUT_COLUMNS: tuple[str, ...] = ("post_id", "label", *PROBABILITIES, *PASSTHROUGH)
 OBJECTIVES = ("multi:softmax", "multi:softprob")

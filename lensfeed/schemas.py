@@ -446,3 +446,20 @@ def conform_table(table_name: str, table: Any) -> Any:
     if problems:
         raise SchemaError(problems)
     return pa.Table.from_arrays([columns[name] for name in spec.columns], schema=spec.schema)
+
+
+#: Columns ``predict`` copies from the features into the predictions for ``feed``: the
+#: contract between the two stages (``post_id``, ``label`` and probabilities come first).
+FEED_PASSTHROUGH: tuple[str, ...] = (
+    "block_timestamp",
+    "feature_time",
+    "is_original",
+    "content_warning",
+    "is_hidden",
+    "is_gated",
+    "custom_filters_gardener_flagged",
+    "upvotes",
+    "mirrors",
+    "comments",
+    "collects",
+)

@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lensfeed import features as feat
-from lensfeed.generate import generate_dataset, plan_exports
-from lensfeed.schemas import POSTS, POSTS_SPEC, PROFILES, STATS, STATS_SPEC, TABLES
+from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES
 from lensfeed.spark import spark_session
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.layouts import write_features_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_TIME = datetime(2024, 5, 10, tzinfo=UTC)
@@ -568,23 +568,7 @@ def generated(tmp_path_factory) -> Path:
     """~500 generated posts in ingest's layout, and a trust file covering half the profiles."""
     root = tmp_path_factory.mktemp("generated")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
-    dataset = generate_dataset(500, 11, start, end)
-    for obj in plan_exports(dataset, start, end, 1, 11):
-        if obj.table in (POSTS, STATS):
-            directory = root / "ingest" / obj.table / f"dtime={obj.export_time:%Y-%m-%dT%H:%M:%SZ}"
-            directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(obj.table_data, directory / obj.name.rsplit("/", 1)[1])
-    ids = dataset[PROFILES].column("profile_id").to_pylist()[::2]
-    trust = pa.table(
-        {
-            "strategy_name": ["followship"] * len(ids),
-            "i": ids,
-            "v": [1.0 / (k + 2) for k in range(len(ids))],
-            "rank": pa.array(range(1, len(ids) + 1), pa.int64()),
-        }
-    )
-    (root / "trust").mkdir()
-    pq.write_table(trust, root / "trust" / "trust.parquet")
+    write_features_inputs(root, 500, 11, start, end, trust_every=2)
     return root
 
 

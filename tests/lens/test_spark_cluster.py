@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lensfeed.generate import generate_dataset, plan_exports
-from lensfeed.schemas import POSTS, PROFILES, STATS
+from tests.lens.layouts import write_features_inputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -120,23 +118,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~400 generated posts in ingest's layout, with a trust file."""
     root = tmp_path_factory.mktemp("inputs")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)
-    dataset = generate_dataset(400, 5, start, end)
-    for obj in plan_exports(dataset, start, end, 1, 5):
-        if obj.table in (POSTS, STATS):
-            directory = root / "ingest" / obj.table / f"dtime={obj.export_time:%Y-%m-%dT%H:%M:%SZ}"
-            directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(obj.table_data, directory / obj.name.rsplit("/", 1)[1])
-    ids = dataset[PROFILES].column("profile_id").to_pylist()[::3]
-    trust = pa.table(
-        {
-            "strategy_name": ["followship"] * len(ids),
-            "i": ids,
-            "v": [1.0 / (k + 2) for k in range(len(ids))],
-            "rank": pa.array(range(1, len(ids) + 1), pa.int64()),
-        }
-    )
-    (root / "trust").mkdir()
-    pq.write_table(trust, root / "trust" / "trust.parquet")
+    write_features_inputs(root, 400, 5, start, end, trust_every=3)
     return root
 
 
