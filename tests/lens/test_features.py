@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,6 +20,7 @@ from lensfeed import features as feat
 from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES
 from lensfeed.spark import spark_session
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.entry_points import load_entry_point
 from tests.lens.layouts import write_features_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +29,7 @@ T1 = datetime(2024, 5, 9, 1, tzinfo=UTC)
 T2 = datetime(2024, 5, 9, 2, tzinfo=UTC)
 
 
-def _load_entry_point() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "pipelines_features", ROOT / "pipelines" / "features.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-entry = _load_entry_point()
+entry = load_entry_point("features")
 
 
 @pytest.fixture(scope="session")

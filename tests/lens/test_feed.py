@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,20 +33,11 @@ from lensfeed.feed import (
 )
 from lensfeed.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[2]
 FT = pd.Timestamp("2024-05-10T00:00:00Z")
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
-
-
-def load_pipeline(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"pipeline_{name}", ROOT / "pipelines" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def post(
@@ -399,7 +389,7 @@ def test_feed_csv_format():
 
 @pytest.fixture
 def feed_pipeline() -> ModuleType:
-    return load_pipeline("feed")
+    return load_entry_point("feed")
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@ the stratified split, deterministic training, the model card and the entry point
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -32,21 +30,11 @@ from lensfeed.model import (
     train,
 )
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 PRODUCTION_MODEL = SHARED / "fixtures" / "lens-production-model-20230522053757.json"
-
-
-def load_entry_point(name: str) -> ModuleType:
-    """``pipelines/<name>.py`` as a module (the entry points are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"pipelines_{name}", ROOT / "pipelines" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 model_entry = load_entry_point("model")

@@ -30,11 +30,11 @@ from lensfeed.predict import (
     write_predictions,
 )
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.entry_points import load_entry_point
 from tests.lens.test_model import (
     PRODUCTION_MODEL,
     ROOT,
     SMALL,
-    load_entry_point,
     synthetic_features,
     write_features,
 )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,19 +20,10 @@ from lensfeed.generate import OG_HANDLES, generate_dataset, plan_exports
 from lensfeed.pgserver import EmbeddedPostgres
 from lensfeed.schemas import FOLLOWERS, PROFILES
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.lens.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[2]
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
-
-
-def load_pipeline(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"pipeline_{name}", ROOT / "pipelines" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +56,7 @@ def expected_globaltrust(dataset: dict[str, Any], day: date, handles=OG_HANDLES)
 
 def run_eigentrust(ingest: Path, out: Path) -> int:
     args = ["--followers", str(ingest), "--profiles", str(ingest), "--out", str(out)]
-    return int(load_pipeline("eigentrust").main(args))
+    return int(load_entry_point("eigentrust").main(args))
 
 
 def run_trust(tmp_path: Path) -> pd.DataFrame:
@@ -75,7 +64,7 @@ def run_trust(tmp_path: Path) -> pd.DataFrame:
     ticks.mkdir(exist_ok=True)
     (ticks / "2024-05-04T00:00:00Z").write_bytes(b"")
     out = tmp_path / "trust_out"
-    assert load_pipeline("trust").main(["--tick-dir", str(ticks), "--out", str(out)]) == 0
+    assert load_entry_point("trust").main(["--tick-dir", str(ticks), "--out", str(out)]) == 0
     return pq.read_table(out / "trust.parquet").to_pandas()
 
 
@@ -153,7 +142,7 @@ def test_eigentrust_failures(tmp_path, monkeypatch, capsys):
 def test_trust_requires_the_dsn(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("PGSQL_URL", raising=False)
     args = ["--tick-dir", str(tmp_path), "--out", str(tmp_path / "out")]
-    assert load_pipeline("trust").main(args) == 2
+    assert load_entry_point("trust").main(args) == 2
     assert "PGSQL_URL is not set" in capsys.readouterr().err
 
 
@@ -295,4 +284,4 @@ def test_trust_strategy_knob(tmp_path, monkeypatch, conn):
     assert trust[["i", "rank"]].values.tolist() == [["0x01", 1], ["0x02", 2]]
     monkeypatch.setenv("TRUST_STRATEGY", "x'; DROP TABLE globaltrust; --")
     args = ["--tick-dir", str(tmp_path / "tick"), "--out", str(tmp_path / "o2")]
-    assert load_pipeline("trust").main(args) == 2
+    assert load_entry_point("trust").main(args) == 2
