@@ -31,6 +31,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -238,16 +240,69 @@ def _text(values: pd.Series, name: str) -> list[str]:
     return [str(v) for v in values.tolist()]
 
 
+def _text_array(values: pd.Series, name: str) -> pa.Array:
+    """:func:`_text` as an Arrow string array (strings pass without a Python round trip)."""
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if values.isna().any():
+            raise ValueError(f"{name}: holds nulls") from None
+        return pa.array([str(v) for v in values.tolist()], type=pa.string())
+    if text.null_count:
+        raise ValueError(f"{name}: holds nulls")
+    return text
+
+
 # --- atomic replaces ---------------------------------------------------------------
 
 
-def _copy_rows(cur: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], rows: Any) -> None:
+#: COPY's text format: these characters in a value are written as escapes.
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+#: Rows per COPY slice (a few MB of text).
+_COPY_ROWS = 65_536
+
+
+def _copy_field(values: pa.Array | pa.Scalar) -> pa.Array | pa.Scalar:
+    """One column in COPY text format: as text (floats shortest round-trip), escaped."""
+    text = values.cast(pa.string())
+    if isinstance(text, pa.Scalar):
+        needs = any(old in text.as_py() for old, _ in _COPY_ESCAPES)
+    else:
+        needs = pc.any(pc.match_substring_regex(text, r"[\\\t\n\r]")).as_py()
+    if needs:
+        for old, escaped in _COPY_ESCAPES:
+            text = pc.replace_substring(text, old, escaped)
+    return text
+
+
+def _copy_columns(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: tuple[str, ...],
+    values: tuple[pa.Array | pa.Scalar, ...],
+) -> None:
+    """``COPY table (columns) FROM STDIN`` of non-null columns (a scalar repeats).
+
+    Arrow builds the text a slice of rows at a time (no Python object per row);
+    each slice goes out as one write. (A writer thread overlapping the two
+    measured no faster.)
+    """
+    fields = [_copy_field(v) for v in values]
+    rows = max((len(f) for f in fields if isinstance(f, pa.Array)), default=0)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     with cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+        for start in range(0, rows, _COPY_ROWS):
+            sliced = [f.slice(start, _COPY_ROWS) if isinstance(f, pa.Array) else f for f in fields]
+            lines = pc.binary_join_element_wise(*sliced, "\t")
+            lines = pc.binary_join_element_wise(lines, pa.scalar(""), "\n")
+            if lines.null_count:
+                raise ValueError(f"COPY {table}: a value is null")
+            offsets = np.frombuffer(
+                lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4
+            )
+            copy.write(memoryview(lines.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
 
 
 def _run_atomically(
@@ -298,10 +353,10 @@ def replace_feed(
         raise KeyError(f"run is missing key(s): {', '.join(missing)}")
     if "strategy_name" in rows.columns and not (rows["strategy_name"] == strategy).all():
         raise ValueError(f"feed rows hold strategy names other than {strategy!r}")
-    post_ids = _text(rows["post_id"], "post_id")
-    if len(set(post_ids)) != len(post_ids):
+    post_ids = _text_array(rows["post_id"], "post_id")
+    if len(post_ids.dictionary_encode().dictionary) != len(post_ids):
         raise ValueError("post_id: a post appears more than once")
-    scores = _finite_floats(rows["v"], "v").tolist()
+    scores = pa.array(_finite_floats(rows["v"], "v"))
     count = len(post_ids)
     runs_row = (
         strategy,
@@ -316,8 +371,7 @@ def replace_feed(
             sql.SQL("DELETE FROM {} WHERE strategy_name = %s").format(sql.Identifier(FEED)),
             (strategy,),
         )
-        feed_rows = zip([strategy] * count, post_ids, scores, strict=True)
-        _copy_rows(cur, FEED, FEED_COLUMNS, feed_rows)
+        _copy_columns(cur, FEED, FEED_COLUMNS, (pa.scalar(strategy), post_ids, scores))
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (strategy_name, commit_id, row_count, input_commits, feed_sha256)"
@@ -368,11 +422,16 @@ def replace_globaltrust(conn: psycopg.Connection[Any], frame: pd.DataFrame) -> i
         )
         for key in keys:
             cur.execute(delete, key)
-        _copy_rows(
+        _copy_columns(
             cur,
             GLOBALTRUST,
             GLOBALTRUST_COLUMNS,
-            zip(strategies, peers, scores, dates, strict=True),
+            (
+                pa.array(strategies, pa.string()),
+                pa.array(peers, pa.string()),
+                pa.array(scores, pa.float64()),
+                pa.array(dates, pa.date32()),
+            ),
         )
 
     what = f"replace_globaltrust({', '.join(f'{s!r} {d}' for s, d in keys)})"

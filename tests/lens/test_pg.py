@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -133,25 +134,39 @@ def test_replace_feed_keeps_full_float_precision(conn):
     assert pg.read_feed(conn, "a")["v"].tolist() == [1 / 3, 0.1]
 
 
+def test_replace_feed_round_trips_copy_special_characters_and_extreme_floats(conn, monkeypatch):
+    # COPY's text format escapes; several slices, so rows cross slice boundaries
+    monkeypatch.setattr(pg, "_COPY_ROWS", 3)
+    ids = ["back\\slash", "tab\there", "new\nline", "cr\rhere", "\\N", "é🙂", "plain", 'a,b"c']
+    values = [5e-324, 1.7976931348623157e308, -0.0, 1 / 3, 1e-300, 0.1, 123456789.123456789, -2.5]
+    pg.replace_feed(conn, "a", pd.DataFrame({"post_id": ids, "v": values}), RUN)
+    got = whole_feed(conn)
+    expected = pd.DataFrame({"strategy_name": "a", "post_id": ids, "v": values})
+    expected = expected.sort_values("post_id", key=lambda s: s.map(str.encode))
+    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True))
+    assert [math.copysign(1, v) for v in got["v"]] == [math.copysign(1, v) for v in expected["v"]]
+
+
 def test_replace_feed_rolls_back_when_copy_fails_midway(conn, monkeypatch):
     pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
     pg.replace_feed(conn, "b", feed_rows(["q1"]), RUN)
     before = whole_feed(conn)
     written = []
-    real_write_row = psycopg.Copy.write_row
+    real_write = psycopg.Copy.write
 
-    def failing_write_row(self, row):
-        # the DELETE has run and rows are streaming when the client fails
-        if len(written) == 50:
+    def failing_write(self, buffer):
+        # the DELETE has run and chunks are streaming when the client fails
+        if len(written) == 5:
             raise psycopg.OperationalError("injected failure mid-COPY")
-        written.append(row)
-        real_write_row(self, row)
+        written.append(bytes(buffer))
+        real_write(self, buffer)
 
-    monkeypatch.setattr(psycopg.Copy, "write_row", failing_write_row)
+    monkeypatch.setattr(pg, "_COPY_ROWS", 10)
+    monkeypatch.setattr(psycopg.Copy, "write", failing_write)
     with pytest.raises(pg.PgError, match=r"replace_feed\('a'\) failed .* rolled back"):
         pg.replace_feed(conn, "a", feed_rows([f"n{i}" for i in range(100)]), RUN)
     monkeypatch.undo()
-    assert len(written) == 50
+    assert len(written) == 5
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 2
 
@@ -173,7 +188,9 @@ def test_replace_feed_rolls_back_when_a_row_cannot_be_encoded(conn):
     before = whole_feed(conn)
     bad = feed_rows([f"n{i}" for i in range(1000)])
     bad.loc[700, "post_id"] = "bad\x00id"  # PostgreSQL text cannot hold NUL
-    with pytest.raises(pg.PgError, match=r"rolled back, the previous feed is kept.*NUL"):
+    with pytest.raises(
+        pg.PgError, match=r"(?s)rolled back, the previous feed is kept.*0x00.*COPY feed, line 701"
+    ):
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1
