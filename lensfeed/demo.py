@@ -59,6 +59,7 @@ class DemoConfig:
     gcs_bucket: str = ""
     gcs_prefix: str = "lens"
     spark_master: str = ""
+    spark_remote: str = ""
     # the embedded server trusts local connections; a password in its DSN is ignored by
     # the server but travels through the secret like a real one (leak tests look for it)
     pg_password: str = field(default_factory=lambda: "demo-" + secrets.token_hex(8))
@@ -103,6 +104,12 @@ def parse_config(
         default=env.get("SPARK_MASTER", ""),
         help="e.g. spark://host:7077 (SPARK_MASTER)",
     )
+    parser.add_argument(
+        "--spark-remote",
+        default=env.get("SPARK_REMOTE", ""),
+        help="a Spark Connect server, e.g. sc://host:15002 (SPARK_REMOTE); default: "
+        "one started here, unless --spark-master is given",
+    )
     parser.add_argument("-q", "--quiet", action="store_true")
     a = parser.parse_args(argv)
     return DemoConfig(
@@ -114,6 +121,7 @@ def parse_config(
         pgsql_url=a.pgsql_url,
         gcs_bucket=a.gcs_bucket,
         spark_master=a.spark_master,
+        spark_remote=a.spark_remote,
         quiet=a.quiet,
     )
 
@@ -249,6 +257,36 @@ def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def spark(config: DemoConfig, console: Console) -> Iterator[None]:
+    """Where the features jobs run Spark, set in this process's environment.
+
+    ``--spark-remote`` (a Connect server) or ``--spark-master`` (each job starts
+    its own driver) as given; by default a Spark Connect server started here on
+    ``local[*]``, so that no job pays a JVM start.
+    """
+    if config.spark_remote or config.spark_master:
+        key, value = (
+            ("SPARK_REMOTE", config.spark_remote)
+            if config.spark_remote
+            else ("SPARK_MASTER", config.spark_master)
+        )
+        os.environ[key] = value
+        console.say(f"Spark: {key}={value}")
+        yield
+        return
+    from .sparkserver import SparkConnectServer
+
+    with SparkConnectServer(config.home / "spark") as server:
+        os.environ["SPARK_REMOTE"] = server.remote
+        console.say(f"Spark: Connect server on {server.remote} (log {server.log_path})")
+        try:
+            yield
+        finally:
+            os.environ.pop("SPARK_REMOTE", None)
+    console.say("Spark: stopped")
+
+
+@contextlib.contextmanager
 def export_bucket(
     config: DemoConfig, console: Console, objects: Sequence[ExportObject]
 ) -> Iterator[dict[str, str]]:
@@ -368,9 +406,11 @@ def run(config: DemoConfig) -> int:
     )
     t0 = time.monotonic()
     todays = [o for o in export_plan(config) if begin < landing_time(o) <= until]
-    if config.spark_master:
-        os.environ["SPARK_MASTER"] = config.spark_master
-    with postgres(config, console) as dsn, export_bucket(config, console, todays) as gcs:
+    with (
+        postgres(config, console) as dsn,
+        export_bucket(config, console, todays) as gcs,
+        spark(config, console),
+    ):
         from .pg import connect, ensure_schema
 
         with connect(dsn) as conn:

@@ -40,6 +40,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from lensfeed.parquet import WRITER_OPTIONS
 from lensfeed.schemas import TABLES, TIMESTAMP
+from lensfeed.spark import spark_path
 
 DTIME = "dtime"
 #: Partition directories are ``dtime=<tick>``, the tick in RFC 3339 UTC.
@@ -193,7 +194,7 @@ def read_partitions(spark: SparkSession, table_dir: str | Path) -> DataFrame:
     partition_times(root)  # fails early and clearly on a foreign entry
     if not any(root.glob("dtime=*/*.parquet")):
         return _empty_table(spark, root.name)
-    frame = spark.read.parquet(str(root))
+    frame = spark.read.parquet(spark_path(root))
     if dict(frame.dtypes).get(DTIME) == "string":
         frame = frame.withColumn(DTIME, F.to_timestamp(F.col(DTIME), _DTIME_SPARK_FORMAT))
     return frame
@@ -202,7 +203,7 @@ def read_partitions(spark: SparkSession, table_dir: str | Path) -> DataFrame:
 def read_trust(spark: SparkSession, path: str | Path) -> DataFrame | None:
     """The trust scores (``i, v, rank`` ...), or None when the file is absent."""
     trust = Path(path).absolute()
-    return spark.read.parquet(str(trust)) if trust.is_file() else None
+    return spark.read.parquet(spark_path(trust)) if trust.is_file() else None
 
 
 # ---------------------------------------------------------------------------
@@ -527,7 +528,9 @@ def write_features(
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        select_features(features).orderBy("post_id").write.mode("overwrite").parquet(str(scratch))
+        select_features(features).orderBy("post_id").write.mode("overwrite").parquet(
+            spark_path(scratch)
+        )
         groups = _regroup(_batches(_spark_parts(scratch), group_rows), group_rows)
         return _write_parts(groups, target, rows_per_part // group_rows)
     except BaseException:

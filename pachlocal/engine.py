@@ -1101,6 +1101,9 @@ class _DatumRunner:
                 if i.group_by:
                     env[f"PACH_DATUM_{i.name}_GROUP_BY"] = i.group_by
             env["PACH_DATUM_ID"] = datum.id
+            # pachlocal's extension: the host directory behind this datum's /pfs,
+            # for a service outside the datum's namespace (a Spark Connect server)
+            env["PFS_HOST_ROOT"] = str(pfs)
             mounts = Mounts(
                 pfs, tuple(sorted({i.name for i in datum.inputs})), tuple(self.secret_binds)
             )

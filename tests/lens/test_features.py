@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ entry = load_entry_point("features")
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    session = spark_session("tests", "local[2]")
+    session = spark_session("tests", None if os.environ.get("SPARK_REMOTE") else "local[2]")
     yield session
     session.stop()
 
