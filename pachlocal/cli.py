@@ -7,10 +7,12 @@ Errors print one line and exit 1; a traceback means a bug in pachlocal.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +39,8 @@ from .spec import SpecError, load_spec_documents
 from .store import Commit, Entry, StoreError, clean_path, default_home
 
 PROJECT = "default"
+# errors of the machine rather than of pachlocal: reported in one line, without a traceback
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 class UsageError(Exception):
@@ -75,11 +79,11 @@ def emit(raw: bool, data: Any, headers: Sequence[str], rows: Sequence[Sequence[A
 def parse_file_ref(ref: str) -> tuple[str, str, str]:
     """``repo@branch:/path`` -> (repo, branch-or-commit, path)."""
     head, sep, path = ref.partition(":")
-    if "@" not in head and not sep:
-        return head, "master", "/"
-    repo, _, branch = head.partition("@")
-    if not repo:
+    repo, at, branch = head.partition("@")
+    if not repo or (at and not branch):
         raise UsageError(f"bad file reference {ref!r}: expected repo@branch:/path")
+    if not at and not sep:
+        return head, "master", "/"
     return repo, branch or "master", clean_path(path or "/")
 
 
@@ -338,8 +342,7 @@ def list_file(a: argparse.Namespace, e: Engine) -> int:
 @command("glob", "file", write=False, args=[A("target"), RAW])
 def glob_file(a: argparse.Namespace, e: Engine) -> int:
     head, _, pattern = a.target.partition(":")
-    repo, _, ref = head.partition("@")
-    files = e.store.manifest(e.store.resolve(f"{repo}@{ref or 'master'}"))
+    files = e.store.manifest(e.store.resolve(head))
     g = compile_glob(pattern or "/")
     paths = set(files) | {p[:i] for p in files for i in range(1, len(p)) if p[i] == "/"}
     rows = []
@@ -500,7 +503,11 @@ def _create_pipelines(a: argparse.Namespace, e: Engine, update: bool) -> int:
         text = sys.stdin.read() if a.file == "-" else path.read_text()
     except OSError as exc:
         raise UsageError(f"cannot read {a.file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {a.file}: not UTF-8 text") from None
     docs = load_spec_documents(text, source=a.file)
+    if not docs:
+        raise UsageError(f"{a.file}: no pipeline spec in the file")
     code_root = _code_root(path.resolve().parent if a.file != "-" else Path.cwd())
     for doc in docs:
         e.create_pipeline(doc, code_root=code_root, update=update, reprocess=a.reprocess)
@@ -799,6 +806,8 @@ def create_secret(a: argparse.Namespace, e: Engine) -> int:
         doc = json.loads(Path(a.file).read_text())
     except OSError as exc:
         raise UsageError(f"cannot read {a.file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {a.file}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise SecretError(f"{a.file}: not valid JSON (line {exc.lineno})") from None
     name, values = parse_secret(doc, a.file)
@@ -981,6 +990,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
     ) as exc:
         print(f"pachlocal: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.OperationalError as exc:  # a full disk or an unreadable state database
+        print(f"pachlocal: {home / 'meta.db'}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"pachlocal: {exc.filename or home}: {exc.strerror}", file=sys.stderr)
         return 1
     finally:
         if engine is not None:

@@ -19,6 +19,8 @@ import json
 import os
 import secrets as pysecrets
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -472,12 +474,15 @@ class Engine:
             target = clean_path(path)
             if target == "/":
                 raise StoreError("put file: a file path is required")
-            if isinstance(src, bytes):
-                staged.append((target, self.store.objects.put_bytes(src), len(src)))
-            else:
-                with src.open("rb") as f:
-                    digest, size = self.store.objects.put_stream(f)
-                staged.append((target, digest, size))
+            try:
+                if isinstance(src, bytes):
+                    staged.append((target, self.store.objects.put_bytes(src), len(src)))
+                else:
+                    with src.open("rb") as f:
+                        digest, size = self.store.objects.put_stream(f)
+                    staged.append((target, digest, size))
+            except StoreError as exc:
+                raise StoreError(f"put file {target}: {exc}; nothing was committed") from exc
         with self.store.transaction():
             for pfs_path, maybe_digest, nbytes in staged:
                 self.store.stage_file(repo, commit_id, pfs_path, maybe_digest, nbytes)
@@ -645,11 +650,28 @@ class Engine:
     def _run_job(self, job: Any) -> None:
         try:
             self._execute(job)
-        except BaseException:
-            # Ctrl-C or a crash of the engine itself: nothing of this job became visible;
-            # put it back in the queue so the next run starts it from scratch.
-            self._recover()
+        except BaseException as exc:
+            # Ctrl-C, a full disk or a crash of the engine itself: nothing of this job became
+            # visible; put it back in the queue so the next run starts it from scratch. On a
+            # full disk even that can fail: the job then stays 'running' and the next writer
+            # resets it, as after a kill. Either way the original error is what is reported.
+            with contextlib.suppress(OSError, sqlite3.OperationalError):
+                self._recover()
+            if isinstance(exc, OSError | sqlite3.OperationalError | StoreError):
+                raise EngineError(
+                    f"job {job['pipeline']}@{job['id']} stopped, nothing of it was committed: "
+                    f"{self._describe(exc)}; it runs again from scratch on the next write "
+                    "(e.g. 'pachlocal run')"
+                ) from exc
             raise
+
+    def _describe(self, exc: BaseException) -> str:
+        """An environment error (full disk, I/O) as one line naming where it happened."""
+        if isinstance(exc, sqlite3.OperationalError):
+            return f"{self.home / 'meta.db'}: {exc}"
+        if isinstance(exc, OSError) and exc.strerror:
+            return f"{exc.filename or self.home}: {exc.strerror}"
+        return str(exc)
 
     def _execute(self, job: Any) -> None:
         name, job_id = job["pipeline"], job["id"]
@@ -1109,8 +1131,10 @@ class _DatumRunner:
             )
             ok = self._attempts(outcome, env, mounts, pfs)
             if ok:
-                outcome.state = "success"
+                # success only once every output is stored: a collection error (say, a full
+                # disk) must fail the datum, not commit it with outputs missing
                 outcome.outputs = self._collect(datum.id, pfs / "out")
+                outcome.state = "success"
             elif self.transform.get("errCmd") and not self.cancelled.is_set():
                 shutil.rmtree(pfs / "out", ignore_errors=True)
                 (pfs / "out").mkdir()
@@ -1165,7 +1189,11 @@ class _DatumRunner:
             elif res.timed_out:
                 outcome.reason = f"datum timed out after {self.timeout:g}s"
             elif res.returncode not in self.accept:
-                outcome.reason = f"command exited with code {res.returncode}"
+                outcome.reason = (
+                    f"command was killed by {_signal_name(-res.returncode)}"
+                    if res.returncode < 0  # e.g. SIGXFSZ past a file size limit
+                    else f"command exited with code {res.returncode}"
+                )
             else:
                 return True
             outcome.log.append(
@@ -1207,10 +1235,25 @@ class _DatumRunner:
                     if not real.is_relative_to(pfs.resolve()):
                         raise OSError(f"output {rel} links outside /pfs: {os.readlink(local)}")
                     local.unlink()
-                    shutil.copyfile(real, local)
-                digest, size = self.objects.adopt(local)
+                    try:
+                        shutil.copyfile(real, local)
+                    except OSError as exc:  # e.g. no space left: name the output, not scratch
+                        raise OSError(
+                            exc.errno, f"cannot store output {rel}: {exc.strerror}"
+                        ) from exc
+                try:
+                    digest, size = self.objects.adopt(local)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"cannot store output {rel}: {exc.strerror}") from exc
                 entries.append(Entry(rel, digest, size, datum_id))
         return entries
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _stdin(lines: Sequence[str] | None) -> bytes | None:

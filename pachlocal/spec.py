@@ -113,6 +113,15 @@ def _json_stream(text: str, source: str) -> list[Any]:
     return values
 
 
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a source excerpt) as one line."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.problem}{where}"
+    return " ".join(str(exc).split())
+
+
 def _load_labelled(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
     text, docs, json_error = text.lstrip("\ufeff"), None, None
     if text.lstrip()[:1] in ("{", "["):
@@ -126,7 +135,9 @@ def _load_labelled(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
         try:
             docs = list(yaml.load_all(text, Loader=_Loader))
         except yaml.YAMLError as exc:
-            what = f"invalid JSON: {json_error}" if json_error else f"invalid YAML: {exc}"
+            what = (
+                f"invalid JSON: {json_error}" if json_error else f"invalid YAML: {_yaml_error(exc)}"
+            )
             raise SpecError("", what, source) from exc
     out: list[tuple[str, dict[str, Any]]] = []
     for d, doc in enumerate(docs, 1):

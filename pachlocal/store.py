@@ -17,6 +17,7 @@ leaves either the old state or the new one, plus unreferenced objects that
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -162,8 +163,13 @@ class ObjectStore:
         digest = hashlib.sha256(data).hexdigest()
         if not self.has(digest):
             tmp = self.tmp / f"put-{uuid.uuid4().hex}"
-            tmp.write_bytes(data)
-            self._install(tmp, digest)
+            try:
+                tmp.write_bytes(data)
+                self._install(tmp, digest)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                self._check_full(exc)
+                raise
         return digest
 
     def put_stream(self, src: IO[bytes]) -> tuple[str, int]:
@@ -181,10 +187,20 @@ class ObjectStore:
                 tmp.unlink()
             else:
                 self._install(tmp, digest)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                self._check_full(exc)
             raise
         return digest, size
+
+    def _check_full(self, exc: OSError) -> None:
+        """A full (or read-only) filesystem under the store is a clean error naming the store;
+        any other OSError (say, reading the source) is left to the caller."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            raise StoreError(
+                f"cannot write to the object store {self.root}: {exc.strerror}"
+            ) from exc
 
     def adopt(self, file: Path) -> tuple[str, int]:
         """Move a finished file (e.g. a datum output) into the store; returns (hash, size)."""
@@ -417,10 +433,9 @@ class Store:
 
     def resolve(self, ref: str) -> Commit:
         """Resolve ``repo@branch``, ``repo@id``, ``repo`` and ``^``/``~N`` ancestry to a commit."""
-        repo, _, rest = ref.partition("@")
-        rest = rest or "master"
-        m = re.fullmatch(r"([^\^~]+)((?:\^|~\d+)*)", rest)
-        if not m:
+        repo, at, rest = ref.partition("@")
+        m = re.fullmatch(r"([^\^~]+)((?:\^|~\d+)*)", rest or "master")
+        if not repo or (at and not rest) or not m:
             raise StoreError(f"bad commit reference {ref!r}: expected repo@branch or repo@commit")
         name, ancestry = m.group(1), m.group(2)
         self.require_repo(repo)
