@@ -192,7 +192,8 @@ def name_problem(name: str, prefix: str) -> str | None:
 
 
 def _not_parquet(data: bytes) -> str:
-    text = data[:4096].lstrip()
+    # a UTF-8 byte order mark (Excel, PowerShell) must not hide what follows it
+    text = data[:4096].removeprefix(b"\xef\xbb\xbf").lstrip()
     if text[:1] in (b"{", b"["):
         return "not Parquet: looks like JSON"
     try:

@@ -38,6 +38,7 @@ drops unknown extra columns: downstream code can rely on the exact schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -312,38 +313,108 @@ def _null_problems(spec: TableSpec, columns: dict[str, Any]) -> list[str]:
     return problems
 
 
+#: Struct children holding a time as milliseconds since the epoch (Datastream's
+#: ``source_timestamp``): range-checked like the timestamp columns.
+_MILLISECOND_TIMES = (("datastream_metadata", "source_timestamp"),)
+_MS = timedelta(milliseconds=1)
+
+
+def _child(column: Any, name: str) -> Any:
+    """A struct column's child as one chunked array, null where the struct is null."""
+    index = column.type.get_field_index(name)
+    chunks = [chunk.flatten()[index] for chunk in column.chunks]
+    return pa.chunked_array(chunks, type=column.type.field(index).type)
+
+
 def _format_timestamp(value: Any) -> str:
-    micros = value.cast(pa.int64()).as_py()
+    """A timestamp scalar, or an int64 scalar of milliseconds since the epoch, as ISO 8601."""
+    if pa.types.is_timestamp(value.type):
+        micros = value.cast(pa.int64()).as_py()
+    else:
+        micros = value.as_py() * 1000
     try:
         return (_EPOCH + timedelta(microseconds=micros)).isoformat()
     except OverflowError:
         return f"{micros} us since 1970-01-01"
 
 
-def _range_problems(spec: TableSpec, columns: dict[str, Any]) -> list[str]:
-    problems = []
-    low = pa.scalar(MIN_TIMESTAMP, type=TIMESTAMP)
-    high = pa.scalar(MAX_TIMESTAMP, type=TIMESTAMP)
+def _time_columns(spec: TableSpec, columns: dict[str, Any]) -> Iterator[tuple[str, Any, Any, Any]]:
+    """(name, values, low, high) of every timestamp column and millisecond struct child."""
     for field in spec.schema:
         column = columns.get(field.name)
-        if column is None or not pa.types.is_timestamp(field.type):
-            continue
+        if column is not None and pa.types.is_timestamp(field.type):
+            low, high = (pa.scalar(t, type=TIMESTAMP) for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
+            yield field.name, column, low, high
+    for parent, child in _MILLISECOND_TIMES:
+        column = columns.get(parent)
+        if column is not None:
+            low, high = (pa.scalar((t - _EPOCH) // _MS) for t in (MIN_TIMESTAMP, MAX_TIMESTAMP))
+            yield f"{parent}.{child}", _child(column, child), low, high
+
+
+def _range_problems(spec: TableSpec, columns: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, column, low, high in _time_columns(spec, columns):
         outside = pc.fill_null(pc.or_(pc.less(column, low), pc.greater_equal(column, high)), False)
         count = pc.sum(outside).as_py() or 0
         if count == 0:
             continue
         first = _first_true(outside)
         problems.append(
-            f"{spec.name}: column '{field.name}' is outside "
+            f"{spec.name}: column '{name}' is outside "
             f"[{MIN_TIMESTAMP.date()}, {MAX_TIMESTAMP.date()}) in {_rows(count)}, "
             f"first at row {first}: {_format_timestamp(column[first])}"
         )
     return problems
 
 
+def _invalid_utf8(column: Any) -> tuple[int, int]:
+    """How many values of a string column are not valid UTF-8, and the first one's row.
+
+    Parquet readers do not check UTF-8: Arrow's full validation finds a bad chunk
+    cheaply, and only such a chunk is decoded value by value.
+    """
+    count, first, offset = 0, -1, 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            for i, value in enumerate(chunk.cast(pa.binary()).to_pylist()):
+                try:
+                    if value is not None:
+                        value.decode("utf-8")
+                except UnicodeDecodeError:
+                    count += 1
+                    first = offset + i if first < 0 else first
+        offset += len(chunk)
+    return count, first
+
+
+def _string_columns(spec: TableSpec, columns: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(name, column) of every string column, struct children as ``parent.child``."""
+    for field in spec.schema:
+        column = columns.get(field.name)
+        if column is None:
+            continue
+        if pa.types.is_string(field.type):
+            yield field.name, column
+        elif pa.types.is_struct(field.type):
+            for i in range(field.type.num_fields):
+                child = field.type.field(i)
+                if pa.types.is_string(child.type):
+                    yield f"{field.name}.{child.name}", _child(column, child.name)
+
+
 def _value_problems(spec: TableSpec, columns: dict[str, Any]) -> list[str]:
-    """Oversized strings and negative counters."""
+    """Strings that are not UTF-8, oversized strings and negative counters."""
     problems = []
+    for name, column in _string_columns(spec, columns):
+        count, first = _invalid_utf8(column)
+        if count:
+            problems.append(
+                f"{spec.name}: column '{name}' is not valid UTF-8 in {_rows(count)}, "
+                f"first at row {first}"
+            )
     for field in spec.schema:
         column = columns.get(field.name)
         if column is None:
@@ -402,9 +473,11 @@ def validate_table(table_name: str, table: Any) -> list[str]:
     Returns:
         Readable problems, empty when the table is accepted: missing or repeated
         columns, unacceptable types, nulls in required columns (first row index),
-        duplicate primary keys or handles (an example key), timestamps outside
-        [2020-01-01, 2100-01-01) (column and first row), strings over 1 MiB in one
-        cell and negative counters. Value checks skip columns whose type failed.
+        duplicate primary keys or handles (an example key), timestamps (and
+        ``datastream_metadata.source_timestamp``, in milliseconds) outside
+        [2020-01-01, 2100-01-01) (column and first row), strings that are not
+        valid UTF-8 (column and first row), strings over 1 MiB in one cell and
+        negative counters. Value checks skip columns whose type failed.
 
     Raises:
         ValueError: ``table_name`` is not a known source table.
