@@ -43,9 +43,13 @@ run: $(STAMP)
 	$(PY) -m lensfeed.demo
 
 SCALE ?= small
+DAG_POSTS_tiny := 2000
+DAG_POSTS_small := 50000
+DAG_POSTS_full := 1000000
 bench: $(STAMP)
 	$(PY) bench/engine.py --out bench/results/engine-$$(date +%F).json
 	$(PY) bench/run.py --scale $(SCALE)
+	$(PY) bench/dag.py --posts $(DAG_POSTS_$(SCALE))
 
 clean:
 	rm -rf .pachlocal .pytest_cache .mypy_cache .ruff_cache
