@@ -29,7 +29,6 @@ Prints ``what | ours | baseline | ratio | target | met`` and writes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -38,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ import psutil  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import machine, print_table  # noqa: E402
+from bench.run import machine, report  # noqa: E402
 from lensfeed import demo  # noqa: E402
 from lensfeed.gcs import EmulatorServer, upload_exports  # noqa: E402
 from lensfeed.generate import ExportObject  # noqa: E402
@@ -332,26 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="lensfeed-dag-", dir=args.work) as tmp:
         results = run(args.posts, args.seed, Path(tmp), args.ticks, args.objects_per_hour)
-    print()
-    print_table(results)
-    for r in results:
-        notes = {
-            k: v
-            for k, v in r.items()
-            if k not in ("key", "what", "ours_s", "baseline_s", "ratio", "target", "met")
-        }
-        print(f"  {r['what']}: {notes}")  # fmt: skip
-    when = datetime.now(UTC)
-    out = args.out or ROOT / "bench" / "results" / f"dag-{when:%Y-%m-%d}.json"
-    document = {
-        "when": when.isoformat(timespec="seconds"),
-        "posts": args.posts,
-        "machine": info,
-        "results": {r["key"]: {k: v for k, v in r.items() if k != "key"} for r in results},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    report(results, args.out, "dag-", {"posts": args.posts, "ticks": args.ticks, "machine": info})
     return 0 if all(r["met"] for r in results) else 1
 
 

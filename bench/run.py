@@ -535,6 +535,32 @@ def print_table(results: list[dict[str, Any]]) -> None:
         print(" | ".join(v.ljust(w) for v, w in zip(x, widths, strict=True)))
 
 
+_TABLE_KEYS = ("key", "what", "ours_s", "baseline_s", "ours_runs_s", "baseline_runs_s",
+               "ratio", "target", "met")  # fmt: skip
+
+
+def report(
+    results: list[dict[str, Any]], out: Path | None, prefix: str, header: dict[str, Any]
+) -> Path:
+    """Print the table and each row's other figures; write ``header`` plus the results
+    to ``out`` (default ``bench/results/<prefix><YYYY-MM-DD>.json``)."""
+    print()
+    print_table(results)
+    for r in results:
+        print(f"  {r['what']}: { {k: v for k, v in r.items() if k not in _TABLE_KEYS} }")
+    when = datetime.now(UTC)
+    out = out or ROOT / "bench" / "results" / f"{prefix}{when:%Y-%m-%d}.json"
+    document = {
+        "when": when.isoformat(timespec="seconds"),
+        **header,
+        "results": {r["key"]: {k: v for k, v in r.items() if k != "key"} for r in results},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
@@ -575,29 +601,12 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_predict(scale, repeat, args.model)
         elif name == "eigentrust":
             results += bench_eigentrust(scale, repeat)
-    print()
-    print_table(results)
-    for r in results:
-        notes = {
-            k: v
-            for k, v in r.items()
-            if k not in ("key", "what", "ours_s", "baseline_s", "ours_runs_s", "baseline_runs_s")
-            and k not in ("ratio", "target", "met")
-        }
-        print(f"  {r['what']}: {notes}")
-    when = datetime.now(UTC)
-    out = args.out or ROOT / "bench" / "results" / f"{when:%Y-%m-%d}.json"
-    document = {
-        "when": when.isoformat(timespec="seconds"),
-        "scale": args.scale,
-        "repeat": repeat,
-        "machine": info,
-        "results": {r["key"]: {k: v for k, v in r.items() if k != "key"} for r in results},
-        "skipped": skipped,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {out}")
+    report(
+        results,
+        args.out,
+        "",
+        {"scale": args.scale, "repeat": repeat, "machine": info, "skipped": skipped},
+    )
     return 0
 
 
