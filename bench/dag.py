@@ -131,17 +131,17 @@ class MemorySampler:
         self.sample()
 
 
-def postgres_processes(data_dir: Path) -> Callable[[], list[psutil.Process]]:
-    """The server processes of the PostgreSQL whose data directory is ``data_dir``."""
+def server_tree(pid: int) -> Callable[[], list[psutil.Process]]:
+    """A server's process and its children (PostgreSQL forks one per connection)."""
+    root = psutil.Process(pid)
 
-    def find() -> list[psutil.Process]:
-        found = []
-        for p in psutil.process_iter(["name", "cmdline"]):
-            if p.info["name"] == "postgres" and str(data_dir) in " ".join(p.info["cmdline"] or []):
-                found.extend([p, *p.children(recursive=True)])
-        return found
+    def tree() -> list[psutil.Process]:
+        try:
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
-    return find
+    return tree
 
 
 def plan(posts: int, seed: int, ticks: int, per_hour: int) -> list[ExportObject]:
@@ -227,11 +227,7 @@ def run(
         upload_exports(client.bucket("lens-incremental"), objects, landing)
         client.create_bucket("lens-recompute")
         upload_exports(client.bucket("lens-recompute"), objects, landing_at_once)
-        servers = postgres_processes(work / "pgdata")
-
-        def extra() -> list[psutil.Process]:
-            return servers()
-
+        extra = server_tree(pg.pid)  # the Spark server is a child of this process
         gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
         with dag_state(
             work / "incremental", posts, pg.dsn, {**gcs, "GCS_BUCKET": "lens-incremental"}, seed

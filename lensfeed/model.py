@@ -290,13 +290,14 @@ def encode_columns(
     features: pd.DataFrame,
     names: Sequence[str],
     vocabularies: Mapping[str, Sequence[str] | None],
+    dtype: Any = np.float64,
 ) -> tuple[dict[str, Any], Unseen]:
     """Encode the named feature columns, in order.
 
     A feature in ``vocabularies`` with a vocabulary becomes a ``Categorical``
     coded against it; one mapped to None becomes an all-missing float column (a
     categorical feature the model never splits on). Every other feature is
-    numeric (booleans 0/1, nulls NaN), as a float64 array.
+    numeric (booleans 0/1, nulls NaN), as an array of ``dtype`` (float64 by default).
 
     Returns:
         ``{name: column}`` in ``names`` order, and the unknown categorical
@@ -312,13 +313,13 @@ def encode_columns(
         if name in vocabularies:
             vocabulary = vocabularies[name]
             if vocabulary is None:
-                columns[name] = np.full(len(features), np.nan)
+                columns[name] = np.full(len(features), np.nan, dtype=dtype)
                 continue
             columns[name], unknown = encode_category(features[name], name, vocabulary)
             if unknown:
                 unseen[name] = unknown
         else:
-            columns[name] = features[name].astype("float64").to_numpy(na_value=np.nan)
+            columns[name] = features[name].to_numpy(dtype=dtype, na_value=np.nan)
     return columns, unseen
 
 

@@ -50,7 +50,6 @@ from lensfeed.model import (
     LABELS,
     STRING_FEATURES,
     Unseen,
-    encode_category,
     encode_columns,
 )
 from lensfeed.schemas import FEED_PASSTHROUGH, TIMESTAMP
@@ -276,31 +275,20 @@ def encode(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Unseen]:
         KeyError: a feature column is missing.
     """
     if model.categories_stored:
-        columns, seen = encode_columns(features, model.feature_names, model.vocabularies)
-        return pd.DataFrame(columns, index=features.index, copy=False), seen
+        frame, unknown = encode_columns(features, model.feature_names, model.vocabularies)
+        return pd.DataFrame(frame, index=features.index, copy=False), unknown
     # column-major float32, filled one contiguous column at a time: XGBoost reads the
-    # strides, so no row-major copy is needed, and every value is converted once
-    # (float32 is what the booster compares against anyway)
-    names = model.feature_names
-    missing = [name for name in names if name not in features.columns]
-    if missing:
-        raise KeyError(f"features: missing column(s) {', '.join(missing)}")
-    matrix = np.empty((len(features), len(names)), dtype=np.float32, order="F")
-    unseen: Unseen = {}
-    for i, name in enumerate(names):
-        if name not in model.vocabularies:
-            matrix[:, i] = features[name].to_numpy(dtype=np.float32, na_value=np.nan)
-            continue
-        vocabulary = model.vocabularies[name]
-        if vocabulary is None:
-            matrix[:, i] = np.nan
-            continue
-        categorical, unknown = encode_category(features[name], name, vocabulary)
-        if unknown:
-            unseen[name] = unknown
-        codes = categorical.codes
-        matrix[:, i] = codes
-        matrix[codes < 0, i] = np.nan
+    # strides, so no row-major copy is needed (float32 is what the booster compares)
+    columns, unseen = encode_columns(
+        features, model.feature_names, model.vocabularies, dtype=np.float32
+    )
+    matrix = np.empty((len(features), len(columns)), dtype=np.float32, order="F")
+    for i, column in enumerate(columns.values()):
+        if isinstance(column, pd.Categorical):
+            matrix[:, i] = column.codes
+            matrix[column.codes < 0, i] = np.nan
+        else:
+            matrix[:, i] = column
     return matrix, unseen
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -39,3 +41,31 @@ def write_trust(directory: Path, ids: Sequence[str]) -> None:
     )
     directory.mkdir(parents=True, exist_ok=True)
     pq.write_table(trust, directory / "trust.parquet")
+
+
+def random_predictions(
+    n: int, seed: int = 0, *, id_prefix: str = "", feature_time: str = "2024-05-10T00:00:00Z"
+) -> pd.DataFrame:
+    """``n`` rows as predict writes them (the columns feed reads), ids ``0x<prefix><i>``."""
+    rng = np.random.default_rng(seed)
+    ft = pd.Timestamp(feature_time)
+    return pd.DataFrame(
+        {
+            "post_id": [f"0x{id_prefix}{i:05x}" for i in range(n)],
+            "label": rng.choice(["YES", "MAYBE", "NO"], n, p=[0.1, 0.6, 0.3]),
+            "p_maybe": 0.3,
+            "p_no": 0.3,
+            "p_yes": 0.4,
+            "block_timestamp": ft - pd.to_timedelta(rng.exponential(10, n), unit="D"),
+            "feature_time": ft,
+            "is_original": rng.random(n) < 0.9,
+            "content_warning": np.where(rng.random(n) < 0.05, "nsfw", None),
+            "is_hidden": rng.random(n) < 0.02,
+            "is_gated": rng.random(n) < 0.02,
+            "custom_filters_gardener_flagged": rng.random(n) < 0.02,
+            "upvotes": rng.poisson(2, n),
+            "mirrors": rng.poisson(0.5, n),
+            "comments": rng.poisson(0.5, n),
+            "collects": rng.poisson(0.2, n),
+        }
+    )

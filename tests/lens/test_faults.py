@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import psycopg
 import pyarrow as pa
@@ -60,6 +59,7 @@ from lensfeed.schemas import FOLLOWERS, MAX_STRING_BYTES, POSTS, PROFILES, STATS
 from pachlocal.cli import main
 from pachlocal.store import Store
 from tests.lens.entry_points import load_entry_point
+from tests.lens.layouts import random_predictions
 
 pytestmark = pytest.mark.integration
 
@@ -245,31 +245,9 @@ def db(postgres: Postgres) -> Postgres:
 
 
 def predictions(n: int, seed: int) -> bytes:
-    """``predictions.parquet`` as predict writes it (the columns feed reads)."""
-    rng = np.random.default_rng(seed)
-    ft = pd.Timestamp("2024-05-10T00:00:00Z")
-    frame = pd.DataFrame(
-        {
-            "post_id": [f"0x{seed:02x}-0x{i:05x}" for i in range(n)],
-            "label": rng.choice(["YES", "MAYBE", "NO"], n, p=[0.1, 0.6, 0.3]),
-            "p_maybe": 0.3,
-            "p_no": 0.3,
-            "p_yes": 0.4,
-            "block_timestamp": ft - pd.to_timedelta(rng.exponential(10, n), unit="D"),
-            "feature_time": ft,
-            "is_original": rng.random(n) < 0.9,
-            "content_warning": ["nsfw" if w else None for w in rng.random(n) < 0.05],
-            "is_hidden": rng.random(n) < 0.02,
-            "is_gated": rng.random(n) < 0.02,
-            "custom_filters_gardener_flagged": rng.random(n) < 0.02,
-            "upvotes": rng.poisson(2, n),
-            "mirrors": rng.poisson(0.5, n),
-            "comments": rng.poisson(0.5, n),
-            "collects": rng.poisson(0.2, n),
-        }
-    )
+    """``predictions.parquet`` as predict writes it, ids distinct per seed."""
     sink = io.BytesIO()
-    frame.to_parquet(sink, index=False)
+    random_predictions(n, seed, id_prefix=f"{seed:02x}-0x").to_parquet(sink, index=False)
     return sink.getvalue()
 
 
@@ -294,12 +272,12 @@ def feed_runs(db: Postgres) -> list[tuple[Any, ...]]:
 
 
 def run_row(job_id: str, predict_commit: str, raw: bytes) -> tuple[Any, ...]:
-    data = feed_csv(expected_feed(raw))
+    feed = expected_feed(raw)
     return (
         job_id,
-        len(expected_feed(raw)),
+        len(feed),
         {"predictions": predict_commit},
-        hashlib.sha256(data).hexdigest(),
+        hashlib.sha256(feed_csv(feed)).hexdigest(),
     )
 
 

@@ -34,6 +34,7 @@ from lensfeed.feed import (
 from lensfeed.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
+from tests.lens.layouts import random_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
 FT = pd.Timestamp("2024-05-10T00:00:00Z")
@@ -71,30 +72,6 @@ def post(
 
 def predictions(*rows: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
-
-
-def random_predictions(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "post_id": [f"0x{i:05x}" for i in range(n)],
-            "label": rng.choice(["YES", "MAYBE", "NO"], n, p=[0.1, 0.6, 0.3]),
-            "p_maybe": 0.3,
-            "p_no": 0.3,
-            "p_yes": 0.4,
-            "block_timestamp": FT - pd.to_timedelta(rng.exponential(10, n), unit="D"),
-            "feature_time": FT,
-            "is_original": rng.random(n) < 0.9,
-            "content_warning": np.where(rng.random(n) < 0.05, "nsfw", None),
-            "is_hidden": rng.random(n) < 0.02,
-            "is_gated": rng.random(n) < 0.02,
-            "custom_filters_gardener_flagged": rng.random(n) < 0.02,
-            "upvotes": rng.poisson(2, n),
-            "mirrors": rng.poisson(0.5, n),
-            "comments": rng.poisson(0.5, n),
-            "collects": rng.poisson(0.2, n),
-        }
-    )
 
 
 # --- candidates ---------------------------------------------------------------------
