@@ -52,4 +52,4 @@ bench: $(STAMP)
 	$(PY) bench/dag.py --posts $(DAG_POSTS_$(SCALE))
 
 clean:
-	rm -rf .pachlocal .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pachlocal .pachlocal-services .pytest_cache .mypy_cache .ruff_cache

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import threading
@@ -180,14 +179,19 @@ def landing_at_once(obj: ExportObject) -> datetime:
 
 
 @contextmanager
-def dag_state(home: Path, posts: int, dsn: str, gcs: dict[str, str], seed: int) -> Iterator[Engine]:
-    """A fresh pachlocal state with the secrets and every pipeline of ``specs/``."""
+def dag_state(
+    home: Path, posts: int, dsn: str, gcs: dict[str, str], seed: int, spark_remote: str
+) -> Iterator[Engine]:
+    """A fresh pachlocal state with the secrets and every pipeline of ``specs/``, the
+    features jobs on the Spark Connect server ``spark_remote``."""
     config = demo.DemoConfig(home=home, posts=posts, seed=seed, quiet=True)
     home.mkdir(parents=True)
     console = demo.Console(quiet=True)
     demo.create_secrets(config, dsn, gcs)
     with Engine(home, command="bench/dag.py") as engine:
-        demo.ensure_pipelines(engine, ROOT, console, demo.sample_overrides(config))
+        overrides = demo.sample_overrides(config)
+        overrides["features"] = {"SPARK_REMOTE": spark_remote}
+        demo.ensure_pipelines(engine, ROOT, console, overrides)
         engine.run_pending()
         yield engine
 
@@ -232,7 +236,6 @@ def run(
         EmulatorServer(bucket="lens-incremental") as emulator,
         SparkConnectServer(work / "spark") as spark,
     ):
-        os.environ["SPARK_REMOTE"] = spark.remote
         client = emulator.client()
         upload_exports(client.bucket("lens-incremental"), objects, landing)
         client.create_bucket("lens-recompute")
@@ -240,7 +243,12 @@ def run(
         extra = server_tree(pg.pid)  # the Spark server is a child of this process
         gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
         with dag_state(
-            work / "incremental", posts, pg.dsn, {**gcs, "GCS_BUCKET": "lens-incremental"}, seed
+            work / "incremental",
+            posts,
+            pg.dsn,
+            {**gcs, "GCS_BUCKET": "lens-incremental"},
+            seed,
+            spark.remote,
         ) as engine:
             # 1. 24 ticks backfilled
             seq = engine.store.next_seq() - 1
@@ -308,7 +316,12 @@ def run(
 
         # 4. the same state from scratch, in one pass
         with dag_state(
-            work / "recompute", posts, pg.dsn, {**gcs, "GCS_BUCKET": "lens-recompute"}, seed
+            work / "recompute",
+            posts,
+            pg.dsn,
+            {**gcs, "GCS_BUCKET": "lens-recompute"},
+            seed,
+            spark.remote,
         ) as engine:
             seq = engine.store.next_seq() - 1
             began = time.perf_counter()
@@ -316,7 +329,6 @@ def run(
             recompute_s = time.perf_counter() - began
             recompute_jobs = jobs_since(engine, seq)
             print(f"  full recompute: {recompute_s:.1f} s", flush=True)
-        os.environ.pop("SPARK_REMOTE", None)
 
     ratio = increment_s / recompute_s
     results.append({

@@ -67,6 +67,13 @@ class DemoConfig:
     quiet: bool = False
     log: list[str] = field(default_factory=list)
 
+    @property
+    def services(self) -> Path:
+        """The embedded services' data (PostgreSQL, Spark), beside the engine's state
+        directory, not in it: a datum cannot see the state directory, and it must reach
+        the database's socket."""
+        return self.home.with_name(f"{self.home.name}-services")
+
 
 def parse_config(
     argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
@@ -248,8 +255,8 @@ def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
         return
     from .pgserver import EmbeddedPostgres
 
-    with EmbeddedPostgres(config.home / "pgdata") as server:
-        console.say(f"PostgreSQL: embedded server started ({config.home / 'pgdata'})")
+    with EmbeddedPostgres(config.services / "pgdata") as server:
+        console.say(f"PostgreSQL: embedded server started ({config.services / 'pgdata'})")
         yield server.dsn.replace(
             "postgresql://postgres@", f"postgresql://postgres:{config.pg_password}@", 1
         )
@@ -257,12 +264,13 @@ def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def spark(config: DemoConfig, console: Console) -> Iterator[None]:
-    """Where the features jobs run Spark, set in this process's environment.
+def spark(config: DemoConfig, console: Console) -> Iterator[dict[str, str]]:
+    """Where the features jobs run Spark: the ``features`` spec's env for this run.
 
     ``--spark-remote`` (a Connect server) or ``--spark-master`` (each job starts
     its own driver) as given; by default a Spark Connect server started here on
-    ``local[*]``, so that no job pays a JVM start.
+    ``local[*]``, so that no job pays a JVM start. A datum sees only its spec's
+    environment, as in a worker pod, so the setting goes into the spec.
     """
     if config.spark_remote or config.spark_master:
         key, value = (
@@ -270,19 +278,14 @@ def spark(config: DemoConfig, console: Console) -> Iterator[None]:
             if config.spark_remote
             else ("SPARK_MASTER", config.spark_master)
         )
-        os.environ[key] = value
         console.say(f"Spark: {key}={value}")
-        yield
+        yield {key: value}
         return
     from .sparkserver import SparkConnectServer
 
-    with SparkConnectServer(config.home / "spark") as server:
-        os.environ["SPARK_REMOTE"] = server.remote
+    with SparkConnectServer(config.services / "spark") as server:
         console.say(f"Spark: Connect server on {server.remote} (log {server.log_path})")
-        try:
-            yield
-        finally:
-            os.environ.pop("SPARK_REMOTE", None)
+        yield {"SPARK_REMOTE": server.remote}
     console.say("Spark: stopped")
 
 
@@ -351,7 +354,7 @@ def ensure_pipelines(
             )
             env.update(overrides[name])
             if name not in existing:
-                console.say(f"{name}: scaled to the sample: {shown}")
+                console.say(f"{name}: spec env for this run: {shown}")
         if name not in existing:
             engine.create_pipeline(doc, code_root=root)
             console.say(f"created pipeline {name} from {path.relative_to(root)}")
@@ -409,7 +412,7 @@ def run(config: DemoConfig) -> int:
     with (
         postgres(config, console) as dsn,
         export_bucket(config, console, todays) as gcs,
-        spark(config, console),
+        spark(config, console) as spark_env,
     ):
         from .pg import connect, ensure_schema
 
@@ -418,7 +421,9 @@ def run(config: DemoConfig) -> int:
         create_secrets(config, dsn, gcs)
         with Engine(config.home, progress=console.progress(), command="make run") as engine:
             since = engine.store.next_seq() - 1
-            ensure_pipelines(engine, config.root, console, sample_overrides(config))
+            overrides = sample_overrides(config)
+            overrides["features"] = spark_env
+            ensure_pipelines(engine, config.root, console, overrides)
             engine.run_pending()
             engine.tick_until(until)
             summarize(engine, dsn, since, console)

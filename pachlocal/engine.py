@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import hashlib
 import json
 import os
 import secrets as pysecrets
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -33,7 +35,7 @@ from typing import Any
 
 from . import cron
 from .datums import Datum, DatumInput, FileInfo, InputCommit, datum_hash, form_datums
-from .sandbox import Mounts, Sandbox, detect
+from .sandbox import Mounts, Sandbox, cgroup_base, detect, reap
 from .secrets import SecretStore
 from .spec import duration_seconds, parse_pipeline_spec, spec_fingerprint
 from .store import Entry, NotFound, Store, StoreError, clean_path, new_id
@@ -111,6 +113,8 @@ class Engine:
             self._recover()
 
     def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -122,7 +126,10 @@ class Engine:
     # -- recovery -------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Reset jobs left ``running`` by a killed process; their outputs were never visible."""
+        """Reset jobs left ``running`` by a killed process; their outputs were never visible.
+        Datum processes a killed engine left behind are killed first, so a retried job never
+        runs beside its previous attempt."""
+        reap(self.home / "run", cgroup_base(self._cgroup_name()))
         stale = self.store.db.execute(
             "SELECT pipeline, id FROM jobs WHERE state='running'"
         ).fetchall()
@@ -642,10 +649,17 @@ class Engine:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = detect(self.home / "work")
+            self._sandbox = detect(
+                self.home / "work", pids=self.home / "run", cgroup_name=self._cgroup_name()
+            )
             for note in self._sandbox.notes:
                 sys.stderr.write(f"pachlocal: {note}\n")
         return self._sandbox
+
+    def _cgroup_name(self) -> str:
+        """This state directory's cgroup for datums (one writer per state directory)."""
+        digest = hashlib.sha256(os.fsencode(self.home.resolve())).hexdigest()[:16]
+        return f"pachlocal-{digest}"
 
     def _run_job(self, job: Any) -> None:
         try:
@@ -852,12 +866,9 @@ class Engine:
             1, min(int(spec["parallelismSpec"].get("constant", 1) or 1), os.cpu_count() or 1)
         )
         results: list[DatumOutcome] = []
-        if workers == 1:
-            for d, h in todo:
-                results.append(runner.run(d, h))
-                self.progress.datum_done(name, done + len(results), total)
-            return results
-        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        # datums start from pool threads only: each drops what a datum may not hold from
+        # its own capability bounding set once (the engine's main thread keeps its own)
+        with cf.ThreadPoolExecutor(workers, initializer=self.sandbox.prepare_thread) as pool:
             futures = [pool.submit(runner.run, d, h) for d, h in todo]
             try:
                 for fut in cf.as_completed(futures):
@@ -1078,9 +1089,11 @@ class _DatumRunner:
         self.cancelled = threading.Event()
 
     def _base_env(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PACHLOCAL_")}
-        bindir = str(Path(sys.executable).parent)
-        env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        """The datum's environment from the spec alone (its ``env`` and ``secrets``) and
+        Pachyderm's variables, over what stands in for the image: ``PATH`` with the
+        engine's interpreter first, the locale, ``TZ`` and ``JAVA_HOME``. Nothing else
+        of the caller's environment reaches the datum."""
+        env = runtime_env(os.environ)
         env.update(self.transform.get("env") or {})
         env["PPS_PIPELINE_NAME"] = self.pipeline
         env["PACH_JOB_ID"] = self.job_id
@@ -1114,7 +1127,12 @@ class _DatumRunner:
         scratch = self.work / datum.id
         try:
             pfs = self._materialise(datum, scratch)
+            tmp = scratch / "tmp"
+            tmp.mkdir(mode=0o1777)
             env = dict(self.base_env)
+            private_tmp = "/tmp" if self.sandbox.mode == "namespace" else str(tmp)
+            env.setdefault("HOME", private_tmp)
+            env.setdefault("TMPDIR", private_tmp)
             for i in datum.inputs:
                 env[i.name] = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
                 env[f"{i.name}_COMMIT"] = i.commit
@@ -1127,7 +1145,11 @@ class _DatumRunner:
             # for a service outside the datum's namespace (a Spark Connect server)
             env["PFS_HOST_ROOT"] = str(pfs)
             mounts = Mounts(
-                pfs, tuple(sorted({i.name for i in datum.inputs})), tuple(self.secret_binds)
+                pfs,
+                tuple(sorted({i.name for i in datum.inputs})),
+                tuple(self.secret_binds),
+                tmp=tmp,
+                hidden=(self.engine.home.resolve(), *CGROUP_MOUNTS),
             )
             ok = self._attempts(outcome, env, mounts, pfs)
             if ok:
@@ -1145,12 +1167,15 @@ class _DatumRunner:
                     cwd=self._cwd(),
                     mounts=mounts,
                     timeout=self.timeout,
+                    cancel=self.cancelled,
                 )
                 outcome.log.append(
                     (outcome.attempts, "errCmd: " + res.output.decode(errors="replace"))
                 )
                 if res.returncode == 0:
                     outcome.state = "recovered"
+        except OutputError as exc:
+            outcome.reason = str(exc)
         except OSError as exc:
             outcome.reason = f"engine error preparing or collecting the datum: {exc}"
         finally:
@@ -1179,6 +1204,7 @@ class _DatumRunner:
                 cwd=self._cwd(),
                 mounts=mounts,
                 timeout=self.timeout,
+                cancel=self.cancelled,
             )
             outcome.seconds += res.seconds
             text = res.output.decode(errors="replace")
@@ -1220,33 +1246,113 @@ class _DatumRunner:
         return pfs
 
     def _collect(self, datum_id: str, out: Path) -> list[Entry]:
+        """Store the datum's outputs (every process of the datum has ended): regular files
+        and directories only, UTF-8 names without control characters; a symlink stores
+        its target's content when the target is a file inside ``/pfs``."""
         entries = []
-        pfs = out.parent
-        for root, dirs, files in os.walk(out):
-            dirs.sort()
-            for fname in sorted(files):
-                local = Path(root) / fname
-                rel = "/" + local.relative_to(out).as_posix()
-                if local.is_symlink():
-                    target = os.readlink(local)
-                    if target.startswith("/pfs/"):
-                        target = str(pfs / target[len("/pfs/") :])
-                    real = Path(target if os.path.isabs(target) else Path(root) / target).resolve()
-                    if not real.is_relative_to(pfs.resolve()):
-                        raise OSError(f"output {rel} links outside /pfs: {os.readlink(local)}")
-                    local.unlink()
-                    try:
-                        shutil.copyfile(real, local)
-                    except OSError as exc:  # e.g. no space left: name the output, not scratch
-                        raise OSError(
-                            exc.errno, f"cannot store output {rel}: {exc.strerror}"
-                        ) from exc
-                try:
-                    digest, size = self.objects.adopt(local)
-                except OSError as exc:
-                    raise OSError(exc.errno, f"cannot store output {rel}: {exc.strerror}") from exc
-                entries.append(Entry(rel, digest, size, datum_id))
+        for local, rel in _output_files(out):
+            try:
+                _own_copy(local, out.parent, rel)
+                digest, size = self.objects.adopt(local)
+            except OutputError:
+                raise
+            except OSError as exc:  # e.g. no space left: name the output, not scratch
+                raise OSError(exc.errno, f"cannot store output {rel}: {exc.strerror}") from exc
+            entries.append(Entry(rel, digest, size, datum_id))
         return entries
+
+
+class OutputError(OSError):
+    """An output the store refuses: not a regular file or directory, or a bad name."""
+
+
+def _output_files(root: Path, folder: Path | None = None) -> Iterator[tuple[Path, str]]:
+    """The files under ``root`` (each folder's files by name, then its folders), as
+    (host path, ``/``-rooted name); anything that is not a file, a folder or a symlink
+    fails, naming the path, before anything is read."""
+    folder = folder or root
+    files, folders = [], []
+    for name in sorted(os.listdir(folder)):
+        local = folder / name
+        rel = _output_name(root, local)
+        mode = os.lstat(local).st_mode
+        if stat.S_ISDIR(mode):
+            folders.append(local)
+        elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            files.append((local, rel))
+        else:
+            raise OutputError(
+                f"output {rel} is a {_kind(mode)}: only regular files and directories "
+                "can be committed"
+            )
+    yield from files
+    for sub in folders:
+        yield from _output_files(root, sub)
+
+
+def _output_name(root: Path, local: Path) -> str:
+    """``local``'s name under ``/pfs/out``; it must be valid UTF-8 without control
+    characters (names are lines in listings and arguments downstream)."""
+    rel = "/" + local.relative_to(root).as_posix()
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = ascii(os.fsencode(rel))
+        raise OutputError(f"output {shown}: the name is not valid UTF-8") from None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in rel):
+        raise OutputError(f"output {rel!a}: the name holds a control character")
+    return rel
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), f"file of mode {mode:o}")
+
+
+def _own_copy(local: Path, pfs: Path, rel: str) -> None:
+    """Make ``local`` a regular file that nothing else shares before it moves into the
+    store: a symlink becomes a copy of its target (a regular file inside ``/pfs``, as
+    Pachyderm follows links to inputs), a file with other hard links becomes a copy."""
+    st = os.lstat(local)
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(local)
+        if target.startswith(PFS_PREFIX):
+            target = str(pfs / target[len(PFS_PREFIX) :])
+        real = Path(target if os.path.isabs(target) else local.parent / target).resolve()
+        if not real.is_relative_to(pfs.resolve()):
+            raise OutputError(f"output {rel} links outside /pfs: {os.readlink(local)}")
+        if not real.is_file():
+            raise OutputError(
+                f"output {rel} links to {os.readlink(local)}, which is not a regular file"
+            )
+    elif st.st_nlink == 1:
+        return
+    else:
+        real = local
+    tmp = local.with_name(f".{local.name}.pachlocal-copy")
+    shutil.copyfile(real, tmp)
+    os.replace(tmp, local)
+
+
+PFS_PREFIX = "/pfs/"
+# hidden from datums, so that no process of a datum can leave the cgroup it is killed by
+CGROUP_MOUNTS = tuple(p for p in (Path("/sys/fs/cgroup"),) if p.is_dir())
+
+RUNTIME_VARIABLES = ("LANG", "LANGUAGE", "TZ", "JAVA_HOME")
+
+
+def runtime_env(host: Mapping[str, str]) -> dict[str, str]:
+    """What stands in for a pipeline image's own environment: ``PATH`` with the engine's
+    interpreter first, the locale, ``TZ`` and ``JAVA_HOME`` (the JVM the image would hold)."""
+    env = {k: v for k, v in host.items() if k in RUNTIME_VARIABLES or k.startswith("LC_")}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + host.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
 
 
 def _signal_name(number: int) -> str:

@@ -58,8 +58,11 @@ def parse_secret(doc: Any, source: str) -> tuple[str, dict[str, bytes]]:
             raise SecretError(f"{source}: {field}: expected an object of key -> string")
         for key, raw in block.items():
             where = f"{source}: {field}.{key}"
-            if not KEY_RE.match(key):
-                raise SecretError(f"{where}: invalid key name")
+            if not KEY_RE.fullmatch(key) or key in (".", ".."):
+                # Kubernetes' rule: a key becomes a file name under the secret's mountPath
+                raise SecretError(
+                    f"{where}: invalid key name (letters, digits, '-', '_', '.'; not '.' or '..')"
+                )
             if not isinstance(raw, str):
                 raise SecretError(f"{where}: expected a string value")
             if field == "data":

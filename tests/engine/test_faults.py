@@ -264,8 +264,10 @@ def test_full_disk_while_storing_an_output_fails_the_datum_not_silently(
 FILLING = (
     'echo "result-$(cat $in)" > /pfs/out/$(basename $in); '
     # another process fills the disk while the job runs (once): the engine then cannot
-    # write the output commit's manifest
-    'if [ -e "$FILL_ONCE" ]; then rm "$FILL_ONCE"; cat /dev/zero > "$FILLER" 2>/dev/null; fi; '
+    # write the output commit's manifest. The datum cannot reach the state directory
+    # itself, so it asks a filler outside (started by the test) and waits for it.
+    'if [ -e "$FILL_ONCE" ]; then rm "$FILL_ONCE"; touch "$FILL_NOW"; '
+    'while [ ! -e "$FILLED" ]; do sleep 0.01; done; fi; '
     "exit 0"
 )
 
@@ -274,9 +276,12 @@ def test_full_disk_at_commit_time_leaves_the_job_queued_and_nothing_half_done(
     pl: Pachlocal, small_disk: SmallDisk, tmp_path: Path, write: Write, capsys: Any
 ) -> None:
     once, filler = tmp_path / "fill-once", pl.home / "filler"
+    now, filled = tmp_path / "fill-now", tmp_path / "filled"
     spec = pl.spec(
         tmp_path,
-        pipeline_spec("filled", FILLING, FILL_ONCE=str(once), FILLER=str(filler)),
+        pipeline_spec(
+            "filled", FILLING, FILL_ONCE=str(once), FILL_NOW=str(now), FILLED=str(filled)
+        ),
     )
 
     def steps(p: Pachlocal) -> None:
@@ -287,14 +292,25 @@ def test_full_disk_at_commit_time_leaves_the_job_queued_and_nothing_half_done(
     steps(pl)  # /a goes through; the disk fills during /b's job
     before = pl("list", "commit", "filled", "--raw").json()
     once.touch()
+    # started from this thread, the filler sees the small disk mounted over the state
+    fill = (
+        f'while [ ! -e "{now}" ]; do sleep 0.01; done; cat /dev/zero > "{filler}"; touch "{filled}"'
+    )
+    filling = subprocess.Popen(["sh", "-c", fill], stderr=subprocess.DEVNULL)
     res = pl("put", "file", "in@master:/b", "-f", str(write("b", "B")), ok=False)
+    filling.wait(timeout=30)
     set_id = pl("inspect", "commit", "in@master", "--raw").json()["commit"]["id"]
-    one_line_error(
+    line = one_line_error(
         res,
         f"job filled@{set_id} stopped, nothing of it was committed: ",
-        f"cannot write to the object store {pl.home / 'objects'}: No space left on device",
         "it runs again from scratch on the next write",
     )
+    # whichever write comes first once the datum's scratch space is freed: the manifest
+    # object or the database
+    assert (
+        f"cannot write to the object store {pl.home / 'objects'}: No space left on device" in line
+        or f"{pl.home / 'meta.db'}: database or disk is full" in line
+    ), line
     assert filler.stat().st_size > 3 * MiB and not once.exists()
     # the user commit landed; the job's output did not, not even partly
     assert pl.files("in@master") == {"/a": b"A", "/b": b"B"}

@@ -59,9 +59,10 @@ def test_features_through_the_engine_on_a_connect_server_equal_a_local_session(
     server: SparkConnectServer, layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected = local_features(layout, tmp_path / "local")
-    monkeypatch.setenv("SPARK_REMOTE", server.remote)
     spec = ROOT / "specs" / "features.pipeline.json"
     (document,) = load_spec_documents(spec.read_text(), str(spec))
+    # a datum sees its spec's environment only: the server goes into the spec
+    document["transform"]["env"]["SPARK_REMOTE"] = server.remote
     with Engine(tmp_path / "state") as engine:
         for repo, source in (("ingest", layout / "ingest"), ("trust", layout / "trust")):
             engine.store.create_repo(repo)
