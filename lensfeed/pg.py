@@ -10,9 +10,17 @@ Tables (the ts-lens layout, with NOT NULL added):
   from which input commits, the SHA-256 of ``feed.csv``).
 
 Every write replaces exactly one strategy's rows (one date's, for ``globaltrust``)
-in one transaction: ``DELETE``, ``COPY FROM STDIN``, commit. A failure anywhere,
+in one transaction: lock, ``DELETE``, ``COPY FROM STDIN``, commit. A failure anywhere,
 including the server dying mid-``COPY``, rolls back and leaves the previous rows.
 Re-running a replace with the same rows is a no-op in effect (idempotent).
+
+The transaction's first statement takes the strategy's advisory lock
+(:func:`load_lock_key`, one key per table and strategy), so two replaces of one
+strategy serialise: the later one waits for the earlier to commit, then deletes
+its rows, and the table ends up holding exactly the rows of the last commit,
+never the union of both (under READ COMMITTED an unlocked ``DELETE`` cannot see
+rows another open transaction is inserting). Different strategies never wait
+for each other.
 
 SQL is parameterised; table names are module constants; strategy names are
 checked against :data:`STRATEGY_RE`. Messages name host, port, database and user,
@@ -21,6 +29,7 @@ never the password.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -51,6 +60,10 @@ TRUST_COLUMNS = ("strategy_name", "i", "v", "rank", "date")
 
 # Serialises concurrent ensure_schema calls (CREATE ... IF NOT EXISTS can race).
 _SCHEMA_LOCK_KEY = 0x4C454E53  # "LENS"
+
+# Takes the load locks of a sorted key list in order (unnest keeps array order), in one
+# statement: a transaction locking several strategies cannot deadlock with another.
+_LOCK_LOADS = sql.SQL("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k")
 
 _SCHEMA = (
     sql.SQL(
@@ -256,6 +269,26 @@ def _text_array(values: pd.Series, name: str) -> pa.Array:
 # --- atomic replaces ---------------------------------------------------------------
 
 
+def load_lock_key(table: str, strategy: str) -> int:
+    """The advisory-lock key that serialises replaces of ``table``'s rows of ``strategy``.
+
+    The first 8 bytes of ``sha256("lensfeed:<table>:<strategy>")`` as a signed
+    big-endian int64: the same in every process and every PostgreSQL version. Another
+    writer of these tables takes the same lock in SQL with::
+
+        pg_advisory_xact_lock(('x' || left(encode(sha256(convert_to(
+            'lensfeed:feed:' || strategy_name, 'UTF8')), 'hex'), 16))::bit(64)::bigint)
+    """
+    digest = hashlib.sha256(f"lensfeed:{table}:{strategy}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _lock_loads(cur: psycopg.Cursor[Any], table: str, strategies: Iterable[str]) -> None:
+    """Wait for, then hold until commit or rollback, the load locks of these strategies."""
+    keys = sorted({load_lock_key(table, s) for s in strategies})
+    cur.execute(_LOCK_LOADS, (keys,))
+
+
 #: COPY's text format: these characters in a value are written as escapes.
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 #: Rows per COPY slice (a few MB of text).
@@ -328,8 +361,11 @@ def replace_feed(
 ) -> int:
     """Replace one strategy's feed rows and record the run, in one transaction.
 
-    ``DELETE`` this strategy's rows, ``COPY`` the new ones, insert a ``feed_runs``
-    row, commit. A failure rolls back: the previous feed stays exactly as it was.
+    Take this strategy's load lock (waiting for a concurrent replace of the same
+    strategy to finish), ``DELETE`` its rows, ``COPY`` the new ones, insert a
+    ``feed_runs`` row (``created_at`` read after the lock, so runs sort in commit
+    order), commit. A failure rolls back: the previous feed stays exactly as it was.
+    Of two concurrent replaces the feed holds the rows of the one that commits last.
 
     Args:
         conn: a connection from :func:`connect` (autocommit; the transaction is explicit).
@@ -367,15 +403,18 @@ def replace_feed(
     )
 
     def body(cur: psycopg.Cursor[Any]) -> None:
+        _lock_loads(cur, FEED, [strategy])
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE strategy_name = %s").format(sql.Identifier(FEED)),
             (strategy,),
         )
         _copy_columns(cur, FEED, FEED_COLUMNS, (pa.scalar(strategy), post_ids, scores))
+        # clock_timestamp(), not now(): now() is when the transaction began, possibly
+        # before a concurrent replace of this strategy committed
         cur.execute(
             sql.SQL(
-                "INSERT INTO {} (strategy_name, commit_id, row_count, input_commits, feed_sha256)"
-                " VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO {} (strategy_name, commit_id, row_count, input_commits,"
+                " feed_sha256, created_at) VALUES (%s, %s, %s, %s, %s, clock_timestamp())"
             ).format(sql.Identifier(FEED_RUNS)),
             runs_row,
         )
@@ -388,6 +427,9 @@ def replace_feed(
 
 def replace_globaltrust(conn: psycopg.Connection[Any], frame: pd.DataFrame) -> int:
     """Replace the ``globaltrust`` rows of each (strategy_name, date) in ``frame``, in one transaction.
+
+    The transaction first takes the load lock of each strategy in ``frame`` (in key
+    order), so concurrent replaces of a strategy serialise and the last commit wins.
 
     Args:
         conn: a connection from :func:`connect`.
@@ -417,6 +459,7 @@ def replace_globaltrust(conn: psycopg.Connection[Any], frame: pd.DataFrame) -> i
     keys = sorted(set(zip(strategies, dates, strict=True)))
 
     def body(cur: psycopg.Cursor[Any]) -> None:
+        _lock_loads(cur, GLOBALTRUST, (strategy for strategy, _ in keys))
         delete = sql.SQL("DELETE FROM {} WHERE strategy_name = %s AND date = %s").format(
             sql.Identifier(GLOBALTRUST)
         )

@@ -7,6 +7,9 @@ post, larger ``v`` is better, sorted by ``v`` desc then ``post_id``) and
 ``/feed_meta.json`` (seed, counts per rule, bucket, label and tertile, input
 commit, SHA-256 of feed.csv). Then replaces this strategy's rows of the
 PostgreSQL ``feed`` table in one transaction and records a ``feed_runs`` row.
+Overlapping pushes of one strategy (a reprocess racing a tick) wait for each
+other on the strategy's advisory lock: the table holds the rows of the push that
+committed last, never a union of both.
 
 Idempotent: the sample is seeded from the SHA-256 of the predictions file, so
 equal inputs give a byte-identical feed.csv, and the push replaces the same rows.

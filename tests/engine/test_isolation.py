@@ -121,9 +121,11 @@ exit 0
 """
 
 
+@pytest.mark.parametrize("mode", ["namespace", "remap"])
 def test_background_processes_die_with_the_datum_and_cannot_change_its_output(
-    pl: Pachlocal, write: Any
+    pl: Pachlocal, write: Any, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PACHLOCAL_SANDBOX", mode)  # remap mode kills by cgroup too
     pl("create", "repo", "in")
     pl("put", "file", "in@master:/a", "-f", str(write("a", "x")))
     started = time.monotonic()
@@ -279,9 +281,11 @@ def test_a_datum_cannot_reach_the_state_directory_other_secrets_or_the_engine(
 # 4. the caller's environment is invisible ----------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["namespace", "remap"])
 def test_the_datum_environment_comes_from_the_spec_alone(
-    pl: Pachlocal, write: Any, monkeypatch: pytest.MonkeyPatch
+    pl: Pachlocal, write: Any, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
+    monkeypatch.setenv("PACHLOCAL_SANDBOX", mode)
     monkeypatch.setenv("PGSQL_URL", "postgresql://caller:leaked@db/lens")
     monkeypatch.setenv("LANG", "C.UTF-8")
     tmp = pl.home.parent
@@ -318,7 +322,11 @@ def test_the_datum_environment_comes_from_the_spec_alone(
         "PFS_HOST_ROOT",
     } | ({"TZ", "JAVA_HOME"} & set(os.environ)) | {k for k in os.environ if k.startswith("LC_")}
     assert env["TOKEN"] == "from-the-secret" and env["FROM_SPEC"] == "1"
-    assert env["PACH_JOB_ID"] == job["id"] and env["HOME"] == env["TMPDIR"] == "/tmp"
+    assert env["PACH_JOB_ID"] == job["id"] and env["HOME"] == env["TMPDIR"]
+    if mode == "namespace":
+        assert env["TMPDIR"] == "/tmp"
+    else:  # a private directory of the datum's scratch space
+        assert env["TMPDIR"].startswith(str(pl.home / "work"))
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -531,6 +533,79 @@ def test_a_failed_push_fails_the_job_and_keeps_the_old_feed(
         pg.read_feed(conn, "ml-xgb-followship"),
         old.assign(strategy_name="ml-xgb-followship")[["strategy_name", "post_id", "v"]],
     )
+
+
+def lock_waiters(
+    conn: psycopg.Connection[Any], key: int, count: int, timeout_s: float = 60
+) -> None:
+    """Wait until ``count`` backends wait for the advisory lock ``key`` (a bigint key)."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF  # pg_locks splits it into two oids
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        (waiting,) = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+            (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+        ).fetchone()
+        if waiting == count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{count} pushes never waited together on the strategy's lock")
+
+
+@pytest.mark.integration
+def test_two_overlapping_jobs_leave_one_jobs_feed(
+    feed_pipeline, tmp_path, monkeypatch, server, conn
+):
+    strategy = FeedParams().strategy_name
+    pg.replace_feed(
+        conn,
+        strategy,
+        pd.DataFrame({"post_id": ["old1", "old2"], "v": [2.0, 1.0]}),
+        {"commit_id": "", "input_commits": {}, "feed_sha256": ""},
+    )
+    jobs = {}
+    for name, seed in (("one", 11), ("two", 12)):
+        inputs = tmp_path / name / "predictions"
+        inputs.mkdir(parents=True)
+        frame = random_predictions(3000, seed=seed, id_prefix=name)
+        frame.to_parquet(inputs / "predictions.parquet", index=False)
+        jobs[name] = (inputs, tmp_path / name / "out")
+    monkeypatch.setenv("PGSQL_URL", server.dsn)
+    monkeypatch.delenv("FEED_PUSH", raising=False)
+    codes: dict[str, int] = {}
+
+    def job(name: str) -> None:
+        inputs, out = jobs[name]
+        codes[name] = feed_pipeline.main(["--predictions", str(inputs), "--out", str(out)])
+
+    key = pg.load_lock_key(pg.FEED, strategy)
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # hold both pushes at their first step
+    threads = [threading.Thread(target=job, args=(name,), daemon=True) for name in jobs]
+    try:
+        for thread in threads:
+            thread.start()
+        lock_waiters(conn, key, 2)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    for thread in threads:
+        thread.join(120)
+    assert codes == {"one": 0, "two": 0}
+    feeds = {name: read_feed_csv(out / "feed.csv") for name, (_, out) in jobs.items()}
+    assert len(feeds["one"]) > 500 and len(feeds["two"]) > 500
+    assert not set(feeds["one"]["post_id"]) & set(feeds["two"]["post_id"])
+    (last_sha,) = conn.execute(
+        "SELECT feed_sha256 FROM feed_runs WHERE strategy_name = %s"
+        " ORDER BY created_at DESC LIMIT 1",
+        (strategy,),
+    ).fetchone()
+    shas = {
+        hashlib.sha256((out / "feed.csv").read_bytes()).hexdigest(): name
+        for name, (_, out) in jobs.items()
+    }
+    winner = shas[last_sha]
+    # the feed of the job whose push committed last, row for row its feed.csv: no union
+    pd.testing.assert_frame_equal(pg.read_feed(conn, strategy), feeds[winner])
 
 
 @pytest.mark.integration
