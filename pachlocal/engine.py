@@ -37,7 +37,7 @@ from . import cron
 from .datums import Datum, DatumInput, FileInfo, InputCommit, datum_hash, form_datums
 from .sandbox import Mounts, Sandbox, cgroup_base, detect, reap
 from .secrets import SecretStore
-from .spec import duration_seconds, parse_pipeline_spec, spec_fingerprint
+from .spec import check_mount_targets, duration_seconds, parse_pipeline_spec, spec_fingerprint
 from .store import Entry, NotFound, Store, StoreError, clean_path, new_id
 
 JOB_DONE = ("success", "failure", "killed", "unrunnable")
@@ -194,6 +194,7 @@ class Engine:
             The id of the commit set the creation opened.
         """
         spec = parse_pipeline_spec(doc)
+        check_mount_targets(spec)  # a secret mount this host cannot create fails now
         name = spec["pipeline"]["name"]
         existing = self.store.db.execute("SELECT * FROM pipelines WHERE name=?", (name,)).fetchone()
         if existing and not (update or spec.get("update")):

@@ -21,6 +21,19 @@ uses) and of how PFS applies a glob to a commit (``globFile`` in
   every entry is tested again).
 * Entries come in PFS order: lexicographic by path, directories carrying their
   trailing ``/`` (so ``/a.txt`` < ``/a/`` < ``/a/b``).
+
+ohmyglob hands its regex to a backtracking engine, where ``/+(a|aa)`` takes
+exponential time on a long run of ``a``. Here the regex runs on RE2, in time
+linear in the path, with the same leftmost-first captures. RE2 has no
+lookahead, which ``!(...)`` needs, so each such group's body is run at every
+position of the path first (quadratic at worst: about 0.1 s for a 10,000
+character path) and the main program reads where it holds from markers.
+
+Limits: a ``!(...)`` inside another, more than 8 of them, or a glob longer than
+4096 characters is refused (:class:`UnsupportedGlob`); a group nested in a
+repeated group whose body can match empty (``*(?(x))``) may capture from a
+different iteration than ohmyglob's (RE2 drops a final empty iteration); a path
+holding a NUL byte (none can) matches nothing.
 """
 
 from __future__ import annotations
@@ -28,15 +41,18 @@ from __future__ import annotations
 import bisect
 import posixpath
 import re
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol, cast
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 __all__ = [
     "Glob",
     "GlobError",
     "Match",
+    "UnsupportedGlob",
     "clean_path",
     "compile_glob",
     "match_paths",
@@ -46,6 +62,11 @@ __all__ = [
 
 class GlobError(ValueError):
     """An invalid glob pattern."""
+
+
+class UnsupportedGlob(GlobError):
+    """A glob ohmyglob runs but this RE2 matcher cannot: pachd would accept it, so
+    ``create pipeline`` refuses it rather than fail every job."""
 
 
 # ---------------------------------------------------------------------------
@@ -183,15 +204,15 @@ def _lex(s: str) -> list[_Token]:
 
 
 # ---------------------------------------------------------------------------
-# Parser (ohmyglob's tree shape) and compiler (to a Python regex)
+# Parser (ohmyglob's tree shape) and compiler (to an RE2 regex)
 # ---------------------------------------------------------------------------
 
 _POSIX = {
     ":alnum:": "0-9A-Za-z",
     ":alpha:": "A-Za-z",
-    ":ascii:": "\x00-\x7f",
+    ":ascii:": "\x01-\x7f",  # from \x01: NUL marks negations (and no path holds one)
     ":blank:": "\t ",
-    ":cntrl:": "\x00-\x1f\x7f",
+    ":cntrl:": "\x01-\x1f\x7f",
     ":digit:": "0-9",
     ":graph:": "!-~]",
     ":lower:": "a-z",
@@ -256,11 +277,36 @@ def _parse(tokens: list[_Token]) -> _Node:
     return root
 
 
-# Markers for the scope of `!(...)`; they cannot occur in a path.
-_CLOSE_NEG = "\uffff"
-_BOUNDARY = "\ufffe"
+# RE2 has no lookahead, so a `!(...)` group (ohmyglob's `(?!body)[^/]*`) is
+# matched in two passes: each body is run first at every position of the path,
+# and where it does not match (the negation holds) a marker, NUL plus the
+# group's letter, is put into the text the main program reads; the group then
+# starts by consuming its marker, and every other atom skips markers. NUL is
+# the one character a path cannot hold.
+MAX_GLOB_LENGTH = 4096  # PATH_MAX; a longer glob is refused (UnsupportedGlob)
+_MARK = "\x00"
+_MARK_IDS = "ABCDEFGH"  # at most this many `!(...)` groups per glob
+_SKIP = r"(?:\x00[^\x00])*"  # the markers standing at one position
+_END = r"(?:\n?\z)"  # Go's and Python's `$`: the end, or before a final newline
 _GO_META = frozenset("\\.+*?()|[]{}^$")
-_DOT = "[^/]"
+_STARS = {"any": "[^/]*", "super": ".*"}  # unmarked, as ohmyglob writes them
+
+
+@dataclass
+class _Translation:
+    """How one glob is written in RE2 syntax."""
+
+    marked: bool  # the text carries negation markers (the glob has `!(...)`)
+    close: str = ""  # ends each alternative of a `!(...)` body: "" or _END
+    bodies: list[str] = field(default_factory=list)  # one regex per `!(...)`
+
+    def atom(self, regex: str) -> str:
+        """One consumed character, after any markers at its position."""
+        return _SKIP + regex if self.marked else regex
+
+    def dot(self, excluded: str) -> str:
+        """A character that is not ``excluded`` (nor a marker)."""
+        return self.atom(f"[^{excluded}\\x00]" if self.marked else f"[^{excluded}]")
 
 
 def _quote(s: str) -> str:
@@ -268,49 +314,159 @@ def _quote(s: str) -> str:
     return "".join("\\" + c if c in _GO_META else c for c in s)
 
 
-def _to_regex(node: _Node) -> str:
+def _to_regex(node: _Node, t: _Translation) -> str:
     kind = node.kind
     if kind == "pattern":
-        return "".join(_to_regex(c) for c in node.children)
+        return "".join(_to_regex(c, t) for c in node.children)
     if kind == "anyof":
-        return "(?:" + "|".join(_to_regex(c) for c in node.children) + ")"
+        return "(?:" + "|".join(_to_regex(c, t) for c in node.children) + ")"
     if kind == "capture":
-        q = node.value
-        if q == "!":
-            body = (_CLOSE_NEG + "|").join(_to_regex(c) for c in node.children)
-            return f"((?:(?!(?:{body}{_CLOSE_NEG})){_DOT}*))"
-        if q not in "@*?+":
-            raise GlobError(f"unimplemented quantifier {q}(")  # "^(" lexes but never compiles
-        body = "|".join(_to_regex(c) for c in node.children)
-        return f"({body})" if q == "@" else f"((?:{body}){q})"
+        return _capture(node, t)
     if kind == "list":
         negated = node.value.startswith("!")
-        chars = node.value[1:] if negated else node.value
-        # An empty class is left to the regex parser, as ohmyglob does ("[]a]" is valid).
-        return "[" + ("^" if negated else "") + _quote(chars) + "]"
+        chars = _quote(node.value[1:] if negated else node.value)
+        if t.marked and negated and chars:  # nor a marker; a leading '-' stays literal
+            chars = "\\x00" + ("\\" + chars if chars.startswith("-") else chars)
+        # An empty class is left to the regex parser, as ohmyglob does ("[][a]" is one class).
+        return t.atom("[" + ("^" if negated else "") + chars + "]")
     if kind == "text":
-        return _quote(node.value) + _BOUNDARY
-    if kind == "any":
-        return _DOT + "*" + _BOUNDARY
-    if kind == "super":
-        return ".*" + _BOUNDARY
-    return _DOT  # single
+        return "".join(t.atom(_quote(c)) for c in node.value)
+    if kind in ("any", "super"):  # `**` is Go's and Python's `.*`: no newline
+        return "(?:" + t.dot("/" if kind == "any" else r"\n") + ")*" if t.marked else _STARS[kind]
+    return t.dot("/")  # single
 
 
-def _compile_regex(pattern: str) -> re.Pattern[str]:
-    regex = _to_regex(_parse(_lex(pattern)))
-    # A negation reaches to the next boundary, or to the end of the path.
-    index = regex.find(_CLOSE_NEG + ")")
-    if index > 0:
-        regex = regex.replace(_CLOSE_NEG, "" if _BOUNDARY in regex[index:] else "$")
-    regex = regex.replace(_BOUNDARY, "")
-    with warnings.catch_warnings():
-        # Python warns about '--', '&&', '~~' in classes; Go treats them literally too.
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            return re.compile(r"\A" + regex + r"\Z")
-        except re.error as exc:
-            raise GlobError(str(exc)) from exc
+def _capture(node: _Node, t: _Translation) -> str:
+    q = node.value
+    if q == "!":
+        if not t.marked:
+            raise UnsupportedGlob("a !(...) group inside another !(...) group")
+        if len(t.bodies) == len(_MARK_IDS):
+            raise UnsupportedGlob(f"more than {len(_MARK_IDS)} !(...) groups")
+        inner = _Translation(marked=False)
+        body = "|".join(_to_regex(c, inner) + t.close for c in node.children)
+        t.bodies.append(f"(?:{body})")
+        mark = _MARK_IDS[len(t.bodies) - 1]
+        # the body's own groups keep their numbers, and (as in a lookahead) stay empty
+        unset = "()" * (sum(1 for n in _preorder(node) if n.kind == "capture") - 1)
+        return f"({unset}{_SKIP}\\x00{mark}(?:{t.dot('/')})*)"
+    if q not in "@*?+":
+        raise GlobError(f"unimplemented quantifier {q}(")  # "^(" lexes but never compiles
+    body = "|".join(_to_regex(c, t) for c in node.children)
+    return f"({body})" if q == "@" else f"((?:{body}){q})"
+
+
+def _preorder(node: _Node) -> Iterator[_Node]:
+    stack = [node]
+    while stack:
+        top = stack.pop()
+        yield top
+        stack.extend(reversed(top.children))
+
+
+def _negation_close(tree: _Node) -> str:
+    """ohmyglob's reach of a negation: up to the next text, ``*`` or ``**`` after the
+    first ``!(...)`` group, or (when none follows) to the end of the path."""
+    nodes = list(_preorder(tree))
+    first = next(i for i, n in enumerate(nodes) if n.kind == "capture" and n.value == "!")
+    after = first + sum(1 for _ in _preorder(nodes[first]))
+    return "" if any(n.kind in ("text", "any", "super") for n in nodes[after:]) else _END
+
+
+# ---------------------------------------------------------------------------
+# RE2 programs (google-re2 ships no type hints: these protocols are the part used)
+# ---------------------------------------------------------------------------
+
+
+class _Re2Match(Protocol):
+    def group(self, index: int = 0, /) -> bytes: ...
+
+    def groups(self) -> tuple[bytes | None, ...]: ...
+
+
+class _Re2Regex(Protocol):
+    def match(self, text: bytes, pos: int | None = None, /) -> _Re2Match | None: ...
+
+
+def _re2(regex: str, *, capture: bool) -> _Re2Regex:
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern becomes a GlobError, not a line on stderr
+    options.never_capture = not capture  # without groups RE2 answers from its DFA
+    try:
+        return cast(_Re2Regex, re2.compile(regex.encode("utf-8", "surrogatepass"), options))
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else "cannot compile"
+        text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        # RE2 refuses what is wrong (as ohmyglob's parser does) and what is too big for it
+        raise (UnsupportedGlob if "too large" in text else GlobError)(text) from None
+
+
+def _mark(text: bytes, bodies: Sequence[_Re2Regex]) -> bytes:
+    """``text`` with the marker of each ``!(...)`` group before every character (and
+    at the end) where the group's body does not match."""
+    out = bytearray()
+    for pos in range(len(text) + 1):
+        if pos == len(text) or text[pos] & 0xC0 != 0x80:  # not inside a UTF-8 sequence
+            for mark, body in zip(_MARK_IDS, bodies, strict=False):
+                if body.match(text, pos) is None:
+                    out += (_MARK + mark).encode()
+        out += text[pos : pos + 1]
+    return bytes(out)
+
+
+def _unmark(group: bytes | None) -> str:
+    """A captured group as text, without negation markers ("" for an unset group)."""
+    if not group:
+        return ""
+    head, *rest = group.split(_MARK.encode())
+    return b"".join([head, *(piece[1:] for piece in rest)]).decode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class _Program:
+    """A glob as RE2 programs, which run in time linear in the path (``!(...)``
+    groups add one pass of their body per position). ``full`` reports capture
+    groups, ``test`` only says whether a path matches."""
+
+    full: _Re2Regex
+    test: _Re2Regex
+    bodies: tuple[_Re2Regex, ...]
+
+    def _text(self, path: str) -> bytes | None:
+        if _MARK in path:
+            return None  # no PFS path holds a NUL byte, and markers use it
+        raw = path.encode("utf-8", "surrogatepass")
+        return _mark(raw, self.bodies) if self.bodies else raw
+
+    def matches(self, path: str) -> bool:
+        text = self._text(path)
+        return text is not None and self.test.match(text) is not None
+
+    def groups(self, path: str) -> list[str] | None:
+        text = self._text(path)
+        found = None if text is None else self.full.match(text)
+        if found is None:
+            return None
+        return [_unmark(found.group(0)), *(_unmark(g) for g in found.groups())]
+
+
+def _compile_program(pattern: str) -> _Program:
+    if _MARK in pattern:
+        raise GlobError("a glob cannot contain a NUL byte")
+    if len(pattern) > MAX_GLOB_LENGTH:  # RE2 slows down, and logs, on huge programs
+        raise UnsupportedGlob(f"longer than {MAX_GLOB_LENGTH} characters")
+    tree = _parse(_lex(pattern))
+    marked = any(n.kind == "capture" and n.value == "!" for n in _preorder(tree))
+    if marked and any(n.kind == "list" and n.value in ("", "!") for n in _preorder(tree)):
+        # the regex parser would read the class on into the text that follows it
+        raise UnsupportedGlob("an empty class [] combined with !(...)")
+    t = _Translation(marked, _negation_close(tree) if marked else "")
+    regex = r"\A" + _to_regex(tree, t) + (_SKIP if marked else "") + r"\z"
+    return _Program(
+        full=_re2(regex, capture=True),
+        test=_re2(regex, capture=False),
+        bodies=tuple(_re2(body, capture=False) for body in t.bodies),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -333,20 +489,17 @@ class Glob:
     """A compiled, cleaned glob (use :func:`compile_glob`)."""
 
     pattern: str
-    regex: re.Pattern[str] = field(repr=False, compare=False)
+    program: _Program = field(repr=False, compare=False)
 
     def match(self, path: str) -> bool:
         """True if the PFS path (file, or directory with or without ``/``) matches."""
         if path == "/" and self.pattern == "/":
             return True
-        return self.regex.match(path.rstrip("/")) is not None
+        return self.program.matches(path.rstrip("/"))
 
     def captures(self, path: str) -> list[str] | None:
         """``[whole match, $1, $2, ...]`` (unmatched groups are ``""``), None if no match."""
-        m = self.regex.match(path.rstrip("/"))
-        if m is None:
-            return None
-        return [m.group(0), *(g or "" for g in m.groups())]
+        return self.program.groups(path.rstrip("/"))
 
     def replace(self, path: str, template: str) -> str:
         """ohmyglob's ``Replace``: ``$n``/``${n}`` -> capture n, ``$$`` -> ``$``.
@@ -410,10 +563,15 @@ def _extract(template: str) -> tuple[int, str] | None:
 
 @lru_cache(maxsize=1024)
 def compile_glob(pattern: str) -> Glob:
-    """Clean and compile a Pachyderm glob; raises :class:`GlobError` naming it."""
+    """Clean and compile a Pachyderm glob; raises :class:`GlobError` naming it
+    (:class:`UnsupportedGlob` for one only RE2 cannot run)."""
     cleaned = clean_path(pattern)
     try:
-        return Glob(cleaned, _compile_regex(cleaned))
+        return Glob(cleaned, _compile_program(cleaned))
+    except RecursionError:
+        raise UnsupportedGlob(f"unsupported glob {pattern!r}: groups nested too deeply") from None
+    except UnsupportedGlob as exc:
+        raise UnsupportedGlob(f"unsupported glob {pattern!r}: {exc}") from exc
     except GlobError as exc:
         raise GlobError(f"invalid glob {pattern!r}: {exc}") from exc
 
@@ -448,7 +606,7 @@ def match_ranges(glob: Glob, paths: Sequence[str]) -> Iterator[tuple[str, int, i
     # Only paths sharing the literal prefix can match; skip the rest.
     prefix = glob.literal_prefix
     start = bisect.bisect_left(paths, prefix)
-    regex = glob.regex
+    matches = glob.program.matches
     prev_dirs: list[str] = []
     for idx in range(start, n):
         p = paths[idx]
@@ -465,10 +623,10 @@ def match_ranges(glob: Glob, paths: Sequence[str]) -> Iterator[tuple[str, int, i
             k += 1
         for d in dirs[k:]:
             # A directory sorts before its contents, which form one slice.
-            if regex.match(d[:-1]):
+            if matches(d[:-1]):
                 yield d, idx, bisect.bisect_left(paths, d[:-1] + "0", idx)
         prev_dirs = dirs
-        if regex.match(p):
+        if matches(p):
             yield p, idx, idx + 1
 
 

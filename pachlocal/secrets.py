@@ -18,7 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Kubernetes' DNS subdomain: dot-separated labels of lowercase letters, digits and '-'
+SECRET_NAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -47,7 +50,7 @@ def parse_secret(doc: Any, source: str) -> tuple[str, dict[str, bytes]]:
         raise SecretError(f"{source}: {sorted(unknown)[0]}: unknown field")
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not SECRET_NAME_RE.match(name):
+    if not isinstance(name, str) or not SECRET_NAME_RE.fullmatch(name):
         raise SecretError(f"{source}: metadata.name: a lowercase DNS-1123 name is required")
     values: dict[str, bytes] = {}
     for field in ("data", "stringData"):
@@ -84,7 +87,7 @@ class SecretStore:
         self.dir = home / "secrets"
 
     def _path(self, name: str) -> Path:
-        if not SECRET_NAME_RE.match(name):
+        if not SECRET_NAME_RE.fullmatch(name):
             raise SecretError(f"secret name {name!r} is invalid")
         return self.dir / f"{name}.json"
 

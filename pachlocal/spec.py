@@ -16,6 +16,7 @@ tell them from absent fields; messages are kept even when empty.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import datetime as dt
@@ -27,14 +28,18 @@ import posixpath
 import re
 import typing
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import betterproto
 import yaml
 from pachyderm_sdk.api import pps
 
+from pachlocal import speclimits as limits
+from pachlocal.globs import GlobError, UnsupportedGlob, compile_glob
+
 DEFAULT_IMAGE = "ubuntu:20.04"
-DEFAULT_DATUM_TRIES = 3
+DEFAULT_DATUM_TRIES = limits.DEFAULT_DATUM_TRIES
 MAX_PIPELINE_NAME = 51
 RESERVED_INPUT_NAMES = ("out", ".env")
 INPUT_KINDS = ("pfs", "cron", "cross", "union", "join", "group")
@@ -72,13 +77,39 @@ class SpecError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML read like pachctl's yaml.v3: YAML 1.2 booleans and ints, unique keys."""
+    """YAML read like pachctl's yaml.v3: YAML 1.2 booleans and ints, unique keys; nesting
+    is counted while composing, before PyYAML's recursion runs out (or takes its time)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.trail: list[str] = []  # key path of the node being composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # index: the key node of a mapping value, the position in a sequence, else None
+        step = f"[{index}]" if type(index) is int else ""
+        if isinstance(index, yaml.ScalarNode):
+            step = f".{index.value}" if any(self.trail) else str(index.value)
+        self.trail.append(step)
+        try:  # a key sits at its value's level
+            key = parent is not None and index is None
+            if len(self.trail) > limits.MAX_DEPTH and not key:
+                path = limits.path_or_root("".join(self.trail))
+                raise SpecError(path, f"nested deeper than {limits.MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.trail.pop()
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(k, deep=True) for k, _ in node.value]
-        for i, key in enumerate(keys):
-            if key in keys[:i]:
-                mark = node.value[i][0].start_mark
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: construct_mapping refuses it
+                continue
+            if duplicate:
+                mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         return super().construct_mapping(node, deep)
 
@@ -101,10 +132,12 @@ def _json_stream(text: str, source: str) -> list[Any]:
     """Decode one or more concatenated JSON values, rejecting duplicate keys."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in items]
-        if dups := sorted({k for k in keys if keys.count(k) > 1}):
+        value = dict(items)
+        if len(value) < len(items):
+            keys = [k for k, _ in items]
+            dups = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
             raise SpecError("", f"duplicate key {dups[0]!r}", source)
-        return dict(items)
+        return value
 
     decoder, values, pos = json.JSONDecoder(object_pairs_hook=pairs), [], 0
     while (pos := len(text) - len(text[pos:].lstrip())) < len(text):
@@ -122,15 +155,18 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def _load_labelled(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
-    text, docs, json_error = text.lstrip("\ufeff"), None, None
+def _decode_documents(text: str, source: str) -> list[Any]:
+    """The JSON values or YAML documents of a spec file, as loaded."""
+    docs, json_error = None, None
     if text.lstrip()[:1] in ("{", "["):
         # JSON values, maybe `---`-separated: a raw newline cannot occur inside a JSON string
         chunks = re.split(r"(?m)^---[ \t]*$", text)
         try:
             docs = [doc for chunk in chunks for doc in _json_stream(chunk, source)]
         except json.JSONDecodeError as exc:  # may still be flow-style YAML
-            json_error = exc
+            json_error = str(exc)
+        except RecursionError:  # YAML reads JSON too, and tells where the nesting is too deep
+            json_error = f"nested deeper than {limits.MAX_DEPTH} levels"
     if docs is None:
         try:
             docs = list(yaml.load_all(text, Loader=_Loader))
@@ -139,13 +175,29 @@ def _load_labelled(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
                 f"invalid JSON: {json_error}" if json_error else f"invalid YAML: {_yaml_error(exc)}"
             )
             raise SpecError("", what, source) from exc
+    return docs
+
+
+def _load_labelled(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
+    size = len(text) if len(text) > limits.MAX_SPEC_BYTES else len(text.encode(errors="replace"))
+    if size > limits.MAX_SPEC_BYTES:
+        raise SpecError("", f"larger than {limits.MAX_SPEC_BYTES >> 20} MiB ({size} bytes)", source)
+    try:
+        docs = _decode_documents(text.lstrip("\ufeff"), source)
+    except SpecError as exc:
+        raise exc.with_source(exc.source or source) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SpecError("", f"cannot read the spec: {exc}", source) from None
     out: list[tuple[str, dict[str, Any]]] = []
+    shape = limits.ShapeLimits()  # one budget for the whole file
     for d, doc in enumerate(docs, 1):
         if doc is None:
             continue  # empty YAML document
         many = isinstance(doc, list)
         for i, item in enumerate(doc if many else [doc], 1):
             label = f"{source}, document {d}" + (f" item {i}" if many else "")
+            if problem := shape.problem(item):
+                raise SpecError(*problem, source=label)
             if not isinstance(item, dict):
                 raise SpecError("", f"expected a pipeline spec object, got {_show(item)}", label)
             out.append((label, item))
@@ -382,7 +434,12 @@ def parse_pipeline_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
 
     Beyond pachd's rules, pachlocal requires a non-empty ``transform.cmd`` (it
     does not read image entrypoints) and every secret to set ``envVar`` (with
-    ``key``) or ``mountPath``. Defaults: ``transform.image`` ubuntu:20.04,
+    ``key``) or ``mountPath``, and refuses at once what Kubernetes or the job
+    queue would choke on later (:mod:`pachlocal.speclimits`): NUL bytes, env,
+    secret and key names Kubernetes refuses, unusable or nested mount paths,
+    ``datumTries`` outside 1..100, more than 1000 workers, timeouts over 30
+    days, documents nested deeper than 64 levels or over 100,000 values, and
+    globs only pachd's matcher can run. Defaults: ``transform.image`` ubuntu:20.04,
     ``outputBranch`` master, ``datumTries`` 3, ``reprocessSpec`` until_success,
     ``parallelismSpec.constant`` 1, service type NodePort; pfs ``branch`` master
     (``<pipeline>-trigger-<n>`` with a trigger, whose branch defaults to master),
@@ -400,6 +457,8 @@ def parse_pipeline_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         SpecError: naming the key path of the first problem found.
     """
+    if problem := limits.ShapeLimits().problem(doc):
+        raise SpecError(*problem)
     spec = _message(pps.CreatePipelineRequest, doc, "")
     pipeline = spec.get("pipeline", {})
     name, project = pipeline.get("name", ""), pipeline.get("project", {}).get("name", "default")
@@ -422,7 +481,8 @@ def parse_pipeline_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
     reprocess = spec.get("reprocessSpec", "until_success")
     ok = reprocess in ("until_success", "every_job")
     _require(ok, "reprocessSpec", f"must be until_success or every_job, not {reprocess!r}")
-    _require(spec.get("datumTries", 0) >= 0, "datumTries", "must not be negative")
+    if problem := limits.transform_problem(transform) or limits.bounds_problem(spec):
+        raise SpecError(*problem)
     _check_workers(spec)
     if "input" in spec:
         _check_input(spec["input"], "input")
@@ -498,6 +558,12 @@ def _check_pfs(pfs: dict[str, Any], path: str) -> None:
     _require(out_ok, f"{path}.name", "required for a repo named 'out' (/pfs/out is the output)")
     _require(bool(s3 or glob), f"{path}.glob", "required")
     _require(not s3 or glob == "/", f"{path}.glob", "must be '/' when s3 is true")
+    try:
+        compile_glob(glob or "/")
+    except UnsupportedGlob as exc:  # pachd would run it: refuse it rather than fail every job
+        raise SpecError(f"{path}.glob", str(exc)) from None
+    except GlobError:
+        pass  # pachd accepts a bad glob; its jobs fail naming it, and an update recovers
     for key in ("lazy", "emptyFiles"):
         _require(not (s3 and pfs.get(key)), f"{path}.{key}", "cannot be combined with s3")
     _require("commit" not in pfs, f"{path}.commit", "must be empty: use a branch pointing at it")
@@ -579,6 +645,23 @@ def _check_names(inp: dict[str, Any], path: str, seen: dict[str, str]) -> None:
         _check_names(child, f"{path}.union[{i}]", alternative)
         merged.update(alternative)
     seen.update(merged)  # ...but inputs beside the union clash with all of its names
+
+
+def check_mount_targets(spec: Mapping[str, Any], root: Path = Path("/")) -> None:
+    """Refuse secret ``mountPath``s this host cannot create, at create time rather than
+    in every datum: the path, or a directory above it, exists as something other than
+    a directory (``/etc/hostname/x``). Symlinks are followed.
+
+    Args:
+        spec: a spec returned by :func:`parse_pipeline_spec`.
+        root: where ``/`` is (tests pass a temporary directory).
+
+    Raises:
+        SpecError: naming ``transform.secrets[i].mountPath``.
+    """
+    secrets = spec.get("transform", {}).get("secrets") or []
+    if problem := limits.mount_target_problem(secrets, root):
+        raise SpecError(*problem)
 
 
 def iter_input_names(inp: Mapping[str, Any] | None) -> list[str]:

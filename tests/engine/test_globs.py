@@ -8,7 +8,14 @@ import re
 
 import pytest
 
-from pachlocal.globs import GlobError, Match, clean_path, compile_glob, match_paths
+from pachlocal.globs import (
+    GlobError,
+    Match,
+    UnsupportedGlob,
+    clean_path,
+    compile_glob,
+    match_paths,
+)
 
 FILES = ["/a-b", "/a.txt", "/a/b/c", "/a/b/d", "/a/e", "/z"]
 
@@ -121,3 +128,82 @@ def test_a_directory_and_files_inside_it_are_all_matches() -> None:
 def test_unsorted_input_and_no_match() -> None:
     assert _paths("/nothing*") == []
     assert [m.path for m in match_paths("/*", ["/b", "/a"])] == ["/a", "/b"]
+
+
+# Python's backtracking `re` takes exponential time on these; RE2 runs in linear time.
+EXPONENTIAL = "/+(a|aa)"
+
+
+@pytest.mark.parametrize("length", [60, 10_000])
+def test_exponential_glob_does_not_match_a_long_near_miss(length: int) -> None:
+    g = compile_glob(EXPONENTIAL)
+    near_miss = "/" + "a" * length + "b"
+    assert not g.match(near_miss)
+    assert g.captures(near_miss) is None
+    assert _paths_of(EXPONENTIAL, [near_miss, "/" + "a" * length]) == ["/" + "a" * length]
+
+
+@pytest.mark.parametrize("length", [60, 10_000])
+def test_exponential_glob_matches_and_captures_a_long_name(length: int) -> None:
+    name = "/" + "a" * length
+    assert compile_glob(EXPONENTIAL).captures(name) == [name, name[1:]]
+    assert compile_glob("/(*)/+(a|aa)b").replace("/x/" + "a" * length + "b", "$1-$2") == (
+        "x-" + "a" * length
+    )
+
+
+def _paths_of(pattern: str, files: list[str]) -> list[str]:
+    return [m.path for m in match_paths(pattern, files)]
+
+
+def test_negation_on_a_long_name() -> None:
+    g = compile_glob("/!(*.txt)")
+    name = "/" + "x" * 10_000
+    assert g.captures(name) == [name, name[1:]]
+    assert not g.match(name + ".txt")
+    assert compile_glob("/!(+(a|aa))b").captures("/" + "a" * 10_000 + "b") is None
+
+
+def test_groups_inside_a_negation_keep_their_numbers_and_stay_empty() -> None:
+    g = compile_glob("/!(@(x))-(*)")
+    assert g.captures("/ab-cd") == ["/ab-cd", "ab", "", "cd"]
+    assert g.replace("/ab-cd", "$1.$2.$3") == "ab..cd"
+    assert g.captures("/x-cd") is None
+    assert compile_glob("/(*).!(txt|csv)").captures("/a.json") == ["/a.json", "a", "json"]
+    assert compile_glob("/!(*.txt)/(*)").captures("/a.csv/b") == ["/a.csv/b", "a.csv", "b"]
+
+
+def test_negated_classes_beside_a_negation() -> None:
+    assert [p for p in ["/b", "/-", "/a"] if compile_glob("/!(x)[!a-]").match(p)] == ["/b"]
+    assert [p for p in ["/b", "/-", "/a"] if compile_glob("/!(x)[!-a]").match(p)] == ["/b"]
+
+
+def test_captures_of_names_outside_ascii() -> None:
+    # os.fsdecode turns undecodable bytes into lone surrogates; they are one character each
+    name = "/\u00e9t\u00e9-\udcff.txt"
+    assert compile_glob("/(?)*-(?).txt").captures(name) == [name, "\u00e9", "\udcff"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("/!(!(x))", "a !(...) group inside another !(...) group"),
+        ("/" + "!(x)" * 9, "more than 8 !(...) groups"),
+        ("/[]!(x)", "an empty class [] combined with !(...)"),
+        ("/" + "{" * 2000, "groups nested too deeply"),
+        ("/" + "a" * 4096, "longer than 4096 characters"),
+    ],
+)
+def test_globs_re2_cannot_run_are_refused(pattern: str, reason: str) -> None:
+    with pytest.raises(UnsupportedGlob, match=re.escape(f"unsupported glob {pattern!r}: {reason}")):
+        compile_glob(pattern)
+
+
+def test_a_glob_with_a_nul_byte_is_invalid() -> None:
+    with pytest.raises(GlobError, match=re.escape("invalid glob '/a\\x00b': a glob cannot")):
+        compile_glob("/a\x00b")
+
+
+def test_a_path_with_a_nul_byte_matches_nothing() -> None:
+    assert not compile_glob("/*").match("/a\x00b")
+    assert compile_glob("/!(x)").captures("/a\x00b") is None

@@ -407,3 +407,41 @@ def test_parallel_datums_each_have_their_own_tmp(pl: Pachlocal, write: Any) -> N
         f"/{n}": n.encode() for n in "abcd"
     }
     assert {v for k, v in files.items() if k.endswith(".before")} == {b""}
+
+
+# 7. what would wedge the queue is refused when it is created -------------------------------
+
+
+def test_a_secret_mount_below_an_existing_file_is_refused_at_create(
+    pl: Pachlocal, write: Any
+) -> None:
+    tmp = pl.home.parent
+    blocker = tmp / "a-file"
+    blocker.write_text("not a directory")
+    pl("create", "repo", "in")
+    pl("create", "secret", "-f", secret_file(tmp, "mine", "v"))
+    mount = f"{blocker}/below"
+    doc = spec("m", "true", transform={"secrets": [{"name": "mine", "mountPath": mount}]})
+    res = pl("create", "pipeline", "-f", pl.spec(tmp, doc), ok=False)
+    assert res.rc != 0
+    assert (
+        f"transform.secrets[0].mountPath: '{mount}': {blocker} exists and is not a directory"
+        in res.err
+    )
+    assert pl("list", "pipeline", "--raw").json() == []
+
+
+@pytest.mark.parametrize("key", ["..", ".", "a/b", ""])
+def test_a_secret_key_that_is_no_file_name_is_refused(pl: Pachlocal, key: str) -> None:
+    tmp = pl.home.parent
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "stringData": {key: "v"},
+    }
+    path = tmp / "bad.secret.json"
+    path.write_text(json.dumps(doc))
+    res = pl("create", "secret", "-f", str(path), ok=False)
+    assert res.rc != 0 and f"stringData.{key}: invalid key name" in res.err
+    assert "v\n" not in res.err
