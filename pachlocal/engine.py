@@ -1088,6 +1088,9 @@ class _DatumRunner:
         self.base_env, self.secret_binds = self._base_env()
         self.copy_inputs = self.sandbox.mode != "namespace"
         self.cancelled = threading.Event()
+        # the code and the interpreter stay visible even where they live under /tmp
+        interpreter = (sys.prefix, sys.base_prefix, str(Path(sys.executable).parent))
+        self.keep = tuple(Path(p).resolve() for p in (code_root, *interpreter))
 
     def _base_env(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
         """The datum's environment from the spec alone (its ``env`` and ``secrets``) and
@@ -1151,6 +1154,7 @@ class _DatumRunner:
                 tuple(self.secret_binds),
                 tmp=tmp,
                 hidden=(self.engine.home.resolve(), *CGROUP_MOUNTS),
+                keep=self.keep,
             )
             ok = self._attempts(outcome, env, mounts, pfs)
             if ok:

@@ -90,6 +90,9 @@ class Mounts:
     binds: tuple[tuple[Path, str], ...] = ()
     tmp: Path | None = None
     hidden: tuple[Path, ...] = ()
+    # host directories under /tmp the command needs (its code, its interpreter): they stay
+    # visible, at the same path, inside the private /tmp
+    keep: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -514,6 +517,7 @@ def _enter_namespace(
     binds = [(os.fsencode(src), os.fsencode(tgt)) for src, tgt in mounts.binds]
     tmp = os.fsencode(mounts.tmp) if mounts.tmp is not None else None
     hidden = [os.fsencode(p) for p in mounts.hidden]
+    keep = [os.fsencode(p) for p in kept_under_tmp(mounts.keep)] if tmp is not None else []
     libc = _load_libc()
     setup = _child_setup(group)
     inheritable = _inheritable_capabilities()
@@ -535,13 +539,28 @@ def _enter_namespace(
         tmp_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY) if tmp is not None else -1
         for path in hidden:
             _mount(b"tmpfs", path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"tmpfs")
+        kept = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in keep]
         if tmp_fd >= 0:
             _mount(f"/proc/self/fd/{tmp_fd}".encode(), TMP_ROOT.encode(), MS_BIND)
             os.close(tmp_fd)
+        for path, fd in kept:  # recursive: what is hidden inside stays hidden
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}".encode(), path, MS_BIND | MS_REC)
+            os.close(fd)
         if drop is not None:
             _drop_capabilities(libc, drop, inheritable)
 
     return enter
+
+
+def kept_under_tmp(paths: Sequence[Path]) -> list[Path]:
+    """The outermost of ``paths`` that lie under ``/tmp`` (which a datum sees privately)."""
+    inside = sorted({p for p in paths if p.is_relative_to(TMP_ROOT) and p != Path(TMP_ROOT)})
+    outer: list[Path] = []
+    for path in inside:
+        if not any(path.is_relative_to(o) for o in outer) and path.is_dir():
+            outer.append(path)
+    return outer
 
 
 def namespace_wrapper(pid_namespace: bool) -> tuple[str, ...] | str:

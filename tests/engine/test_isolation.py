@@ -12,9 +12,11 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -445,3 +447,27 @@ def test_a_secret_key_that_is_no_file_name_is_refused(pl: Pachlocal, key: str) -
     res = pl("create", "secret", "-f", str(path), ok=False)
     assert res.rc != 0 and f"stringData.{key}: invalid key name" in res.err
     assert "v\n" not in res.err
+
+
+def test_code_under_tmp_stays_visible_and_a_state_inside_it_stays_hidden(
+    write: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout under /tmp (a CI clone): the datum's private /tmp keeps the code root,
+    and the state directory inside it stays hidden."""
+    code = Path(tempfile.mkdtemp(prefix="pachlocal-code-", dir="/tmp"))
+    try:
+        (code / "pipelines").mkdir()
+        (code / "pipelines" / "step.sh").write_text(
+            'cp /pfs/in/a /pfs/out/a; if test -e "$STATE/meta.db"; then echo seen > /pfs/out/leak; fi\n'
+        )
+        home = code / ".pachlocal"
+        monkeypatch.setenv("PACHLOCAL_HOME", str(home))
+        pl = Pachlocal(home, capsys)
+        pl("create", "repo", "in")
+        pl("put", "file", "in@master:/a", "-f", str(write("a", "code ran\n")))
+        doc = spec("coded", "true", transform={"env": {"STATE": str(home)}})
+        doc["transform"]["cmd"] = ["sh", "pipelines/step.sh"]
+        pl("create", "pipeline", "-f", pl.spec(code, doc))
+        assert pl.files("coded@master") == {"/a": b"code ran\n"}
+    finally:
+        shutil.rmtree(code, ignore_errors=True)
