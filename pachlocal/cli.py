@@ -261,18 +261,32 @@ def put_file(a: argparse.Namespace, e: Engine) -> int:
         puts.append((target, src))
     else:
         raise UsageError(f"{a.file}: no such file or directory")
-    e.commit_files(repo, branch, puts, description=a.message)
+    _note_open(e, repo, e.commit_files(repo, branch, puts, description=a.message))
     e.run_pending()
     return 0
+
+
+def _note_open(e: Engine, repo: str, commit_id: str) -> None:
+    """A write that went into a commit opened by ``start commit`` is not visible until
+    ``finish commit``: say so, so that it is never silently pending."""
+    commit = e.store.get_commit(repo, commit_id)
+    if commit.finished is None:
+        print(
+            f"pachlocal: staged in open commit {repo}@{commit_id}; visible after "
+            f"'pachlocal finish commit {repo}@{commit.branch}'",
+            file=sys.stderr,
+        )
 
 
 @command("delete", "file", write=True, args=[A("target")])
 def delete_file(a: argparse.Namespace, e: Engine) -> int:
     repo, branch, path = parse_file_ref(a.target)
-    files = e.store.manifest(e.store.resolve(f"{repo}@{branch}"))
+    open_id = e.store.open_commit(repo, branch) if e.store.repo_exists(repo) else None
+    commit = e.store.get_commit(repo, open_id) if open_id else e.store.resolve(f"{repo}@{branch}")
+    files = e.store.manifest(commit)  # an open commit's files include what is staged in it
     if path not in files and not any(p.startswith(path.rstrip("/") + "/") for p in files):
         raise StoreError(f"file {path} not found in {repo}@{branch}")
-    e.commit_files(repo, branch, deletes=[path])
+    _note_open(e, repo, e.commit_files(repo, branch, deletes=[path]))
     e.run_pending()
     return 0
 
@@ -921,11 +935,21 @@ def deploy(a: argparse.Namespace, e: Engine | None) -> int:
 
 @command("fsck", "", write=True)
 def fsck(a: argparse.Namespace, e: Engine) -> int:
-    problems = e.store.fsck()
-    for p in problems:
+    """Check the state: branch heads, commits, manifests, every referenced object re-hashed,
+    staged files and jobs; prints one line per problem, exits 1 if there is any."""
+    report = e.store.fsck_report()
+    for p in report.problems:
         print(p)
-    print(f"fsck: {len(problems)} problem(s)", file=sys.stderr)
-    return 1 if problems else 0
+    notes = [f"fsck: {len(report.problems)} problem(s)"]
+    if report.open_commits:
+        notes.append(f"open commit(s): {', '.join(report.open_commits)}")
+    if report.unreferenced:
+        notes.append(
+            f"{len(report.unreferenced)} unreferenced object(s) "
+            f"({bytes_size(report.unreferenced_bytes)}) left by interrupted writes"
+        )
+    print("; ".join(notes), file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 # -- entry point ---------------------------------------------------------------------------

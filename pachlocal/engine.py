@@ -454,54 +454,53 @@ class Engine:
         logical_time: str | None = None,
         cause: str = "",
     ) -> str:
-        """Put and delete files on ``repo@branch``: into its open commit if there is one,
-        else in a new commit finished at once (which queues downstream jobs)."""
+        """Put and delete files on ``repo@branch``: into its open commit if there is one
+        (``start commit``), else in a new commit finished at once, which queues the
+        downstream jobs. The contents are stored first, then one transaction stages them
+        in the open commit or inserts the finished commit: a process killed at any point
+        leaves the whole change or none of it (plus unreferenced objects)."""
         self.store.require_repo(repo)
-        open_id = self.store.open_commit(repo, branch)
-        commit_id = open_id or self.store.start_commit(repo, branch, description)
-        try:
-            staged = self._stage(repo, commit_id, puts, deletes)
-        except BaseException:
-            if open_id is None:
-                self._abandon(repo, commit_id)
-            raise
-        del staged
-        if open_id is None:
-            self.finish_commit(repo, commit_id, logical_time=logical_time, cause=cause)
+        changes = self._stage(puts, deletes)
+        with self.store.transaction() as db:
+            open_id = self.store.open_commit(repo, branch)
+            if open_id is not None:
+                self.store.stage(db, repo, open_id, changes)
+                return open_id
+            commit_id = self.store.commit_changes(
+                db, repo, branch, changes, description=description
+            )
+            self._land(db, repo, branch, commit_id, logical_time, cause)
         return commit_id
 
     def _stage(
-        self,
-        repo: str,
-        commit_id: str,
-        puts: Sequence[tuple[str, Path | bytes]],
-        deletes: Sequence[str],
-    ) -> int:
-        staged: list[tuple[str, str | None, int]] = [(clean_path(p), None, 0) for p in deletes]
-        for path, src in puts:
-            target = clean_path(path)
-            if target == "/":
-                raise StoreError("put file: a file path is required")
+        self, puts: Sequence[tuple[str, Path | bytes]], deletes: Sequence[str]
+    ) -> list[tuple[str, str | None, int]]:
+        """Store the contents of ``puts`` (every path checked first); returns the changes
+        as (path, hash or None for a deletion, size), deletions first."""
+        targets = [clean_path(path) for path, _ in puts]
+        if "/" in targets:
+            raise StoreError("put file: a file path is required")
+        changes: list[tuple[str, str | None, int]] = [(clean_path(p), None, 0) for p in deletes]
+        for target, (_, src) in zip(targets, puts, strict=True):
             try:
                 if isinstance(src, bytes):
-                    staged.append((target, self.store.objects.put_bytes(src), len(src)))
+                    changes.append((target, self.store.objects.put_bytes(src), len(src)))
                 else:
                     with src.open("rb") as f:
                         digest, size = self.store.objects.put_stream(f)
-                    staged.append((target, digest, size))
+                    changes.append((target, digest, size))
             except StoreError as exc:
                 raise StoreError(f"put file {target}: {exc}; nothing was committed") from exc
-        with self.store.transaction():
-            for pfs_path, maybe_digest, nbytes in staged:
-                self.store.stage_file(repo, commit_id, pfs_path, maybe_digest, nbytes)
-        return len(staged)
+        return changes
 
-    def _abandon(self, repo: str, commit_id: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM staging WHERE repo=? AND commit_id=?", (repo, commit_id))
-            db.execute(
-                "DELETE FROM commits WHERE repo=? AND id=? AND finished IS NULL", (repo, commit_id)
-            )
+    def _land(
+        self, db: Any, repo: str, branch: str, commit_id: str, logical_time: str | None, cause: str
+    ) -> None:
+        """In the transaction that finishes a user commit: open its commit set, fire the
+        triggers and queue the downstream jobs."""
+        lt = logical_time or _now_iso()
+        self._open_set(db, commit_id, cause=cause or f"commit to {repo}@{branch}", logical_time=lt)
+        self._on_commit(db, repo, branch, commit_id, lt)
 
     def start_commit(self, repo: str, branch: str, description: str = "") -> str:
         return self.store.start_commit(repo, branch, description)
@@ -509,14 +508,9 @@ class Engine:
     def finish_commit(
         self, repo: str, commit_id: str, *, logical_time: str | None = None, cause: str = ""
     ) -> None:
-        commit = self.store.get_commit(repo, commit_id)
         with self.store.transaction() as db:
-            self.store.finish_commit(db, repo, commit_id)
-            lt = logical_time or _now_iso()
-            self._open_set(
-                db, commit_id, cause=cause or f"commit to {repo}@{commit.branch}", logical_time=lt
-            )
-            self._on_commit(db, repo, commit.branch, commit_id, lt)
+            commit = self.store.finish_commit(db, repo, commit_id)
+            self._land(db, repo, commit.branch, commit_id, logical_time, cause)
 
     def squash_commit_set(self, set_id: str) -> None:
         raise EngineError("squash is not supported by pachlocal")

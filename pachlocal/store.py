@@ -12,10 +12,14 @@ commit is one SQLite transaction that inserts the commit row and moves the
 branch head, after every object it names is in place: a crash at any point
 leaves either the old state or the new one, plus unreferenced objects that
 ``fsck`` reports and ``gc`` may delete.
+
+Every durable step calls :func:`killpoint`; crash tests set ``PACHLOCAL_KILL_AT``
+to have the process SIGKILL itself at the n-th one.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -24,12 +28,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -144,6 +150,57 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+# -- crash injection -----------------------------------------------------------------------
+
+
+def _kill_target(value: str) -> int | None:
+    """``PACHLOCAL_KILL_AT``: unset (no crash injection), ``count`` (pass every kill point
+    and report them at exit) or ``n`` (SIGKILL this process at the n-th kill point)."""
+    if not value:
+        return None
+    if value == "count":
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise RuntimeError(f"PACHLOCAL_KILL_AT={value!r}: expected a positive integer or 'count'")
+    return int(value)
+
+
+_KILL_AT = _kill_target(os.environ.get("PACHLOCAL_KILL_AT", ""))  # read once, at import
+_kill_passed: list[str] = []
+_kill_lock = threading.Lock()
+
+
+def killpoint(name: str) -> None:
+    """Mark a durable step (an object written or renamed, a transaction committed, ...).
+
+    Without ``PACHLOCAL_KILL_AT`` this returns at once. With ``PACHLOCAL_KILL_AT=n`` the
+    n-th call (counted across threads) sends SIGKILL to this process, as a ``kill -9``
+    or the OOM killer would stop it there; with ``count`` the names of the points passed
+    are printed to stderr at exit, so a test knows how many exist and which is which.
+    """
+    if _KILL_AT is None:
+        return
+    with _kill_lock:
+        _kill_passed.append(name)
+        if len(_kill_passed) == _KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killpoints_passed() -> list[str]:
+    """The kill points this process has passed, in order (empty without ``PACHLOCAL_KILL_AT``)."""
+    with _kill_lock:
+        return list(_kill_passed)
+
+
+def _report_killpoints() -> None:
+    names = killpoints_passed()
+    sys.stderr.write(f"pachlocal: {len(names)} kill point(s): {' '.join(names)}\n")
+
+
+if _KILL_AT == 0:
+    atexit.register(_report_killpoints)
+
+
 class ObjectStore:
     """Content-addressed blobs named by SHA-256, written once by atomic rename."""
 
@@ -164,6 +221,7 @@ class ObjectStore:
         if not self.has(digest):
             tmp = self.tmp / f"put-{uuid.uuid4().hex}"
             try:
+                killpoint("object.write")
                 tmp.write_bytes(data)
                 self._install(tmp, digest)
             except OSError as exc:
@@ -177,6 +235,7 @@ class ObjectStore:
         size = 0
         tmp = self.tmp / f"put-{uuid.uuid4().hex}"
         try:
+            killpoint("object.write")
             with tmp.open("wb") as out:
                 while chunk := src.read(CHUNK):
                     h.update(chunk)
@@ -204,6 +263,7 @@ class ObjectStore:
 
     def adopt(self, file: Path) -> tuple[str, int]:
         """Move a finished file (e.g. a datum output) into the store; returns (hash, size)."""
+        killpoint("object.adopt")
         h = hashlib.sha256()
         size = 0
         with file.open("rb") as f:
@@ -221,7 +281,9 @@ class ObjectStore:
         dest = self.path(digest)
         dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
+        killpoint("object.rename")
         os.replace(tmp, dest)
+        killpoint("object.renamed")
 
     def read(self, digest: str) -> bytes:
         try:
@@ -233,14 +295,20 @@ class ObjectStore:
         return self.path(digest).open("rb")
 
     def verify(self, digest: str) -> bool:
+        return self.verified_size(digest) is not None
+
+    def verified_size(self, digest: str) -> int | None:
+        """The object's size if it exists and re-hashes to its name, else None."""
         h = hashlib.sha256()
+        size = 0
         try:
             with self.path(digest).open("rb") as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
+                    size += len(chunk)
         except FileNotFoundError:
-            return False
-        return h.hexdigest() == digest
+            return None
+        return size if h.hexdigest() == digest else None
 
     def all_digests(self) -> Iterator[str]:
         for sub in sorted(self.root.iterdir()):
@@ -260,6 +328,69 @@ def decode_manifest(data: bytes) -> dict[str, Entry]:
         path, digest, size, datum = json.loads(line)
         out[path] = Entry(path, digest, size, datum)
     return out
+
+
+# One change to a commit's files: (path, content hash, size); a hash of None deletes the
+# file or the whole directory at ``path``.
+Change = tuple[str, str | None, int]
+
+
+def apply_changes(files: Mapping[str, Entry], changes: Iterable[Change]) -> dict[str, Entry]:
+    """``files`` with ``changes`` applied in order (a later change to a path wins).
+
+    Args:
+        files: the parent commit's files, path -> entry; not modified.
+        changes: puts and deletions, oldest first.
+
+    Returns:
+        The new file listing.
+    """
+    out = dict(files)
+    for path, digest, size in changes:
+        if digest is None:
+            prefix = path.rstrip("/") + "/"
+            for p in [p for p in out if p == path or p.startswith(prefix)]:
+                del out[p]
+        else:
+            out[path] = Entry(path, digest, size)
+    return out
+
+
+def path_collision(paths: Iterable[str]) -> tuple[str, str] | None:
+    """The first file that another file needs as a directory, with that file
+    (``("/a", "/a/b")``), or None: Pachyderm's ``file / directory path collision``."""
+    files = set(paths)
+    clashes = []
+    for path in files:
+        i = path.find("/", 1)
+        while i != -1:
+            if path[:i] in files:
+                clashes.append((path[:i], path))
+                break
+            i = path.find("/", i + 1)
+    return min(clashes, key=lambda c: (c[1], c[0])) if clashes else None
+
+
+def collision_error(files: Iterable[str], where: str, outcome: str) -> StoreError | None:
+    """A :class:`StoreError` naming both paths of a file / directory collision, or None."""
+    clash = path_collision(files)
+    if clash is None:
+        return None
+    parent, child = clash
+    return StoreError(
+        f"{where}: file / directory path collision ({child}): {parent} is a file, so it "
+        f"cannot also be the directory of {child}; {outcome}"
+    )
+
+
+@dataclass
+class FsckReport:
+    """What :meth:`Store.fsck_report` found."""
+
+    problems: list[str] = field(default_factory=list)
+    open_commits: list[str] = field(default_factory=list)  # repo@id
+    unreferenced: list[str] = field(default_factory=list)  # objects nothing refers to
+    unreferenced_bytes: int = 0
 
 
 class Store:
@@ -325,7 +456,9 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        killpoint("transaction.commit")
         self.db.execute("COMMIT")
+        killpoint("transaction.committed")
 
     def next_seq(self) -> int:
         row = self.db.execute(
@@ -483,24 +616,15 @@ class Store:
         return cached
 
     def _open_view(self, commit: Commit) -> dict[str, Entry]:
-        files = (
-            dict(self.manifest(self.get_commit(commit.repo, commit.parent)))
-            if commit.parent
-            else {}
-        )
-        for row in self.db.execute(
+        parent = self.manifest(self.get_commit(commit.repo, commit.parent)) if commit.parent else {}
+        staged = self.db.execute(
             "SELECT path, hash, size FROM staging WHERE repo=? AND commit_id=? ORDER BY rowid",
             (commit.repo, commit.id),
-        ):
-            if row["hash"] is None:  # a deletion of a file or of a whole directory
-                prefix = row["path"].rstrip("/") + "/"
-                for p in [p for p in files if p == row["path"] or p.startswith(prefix)]:
-                    del files[p]
-            else:
-                files[row["path"]] = Entry(row["path"], row["hash"], row["size"])
-        return files
+        )
+        return apply_changes(parent, ((r["path"], r["hash"], r["size"]) for r in staged))
 
     def write_manifest(self, entries: Mapping[str, Entry]) -> tuple[str, int]:
+        killpoint("manifest.write")
         digest = self.objects.put_bytes(encode_manifest(entries.values()))
         return digest, sum(e.size for e in entries.values())
 
@@ -525,6 +649,7 @@ class Store:
             entries = self.manifest(self.get_commit(repo, parent)) if parent else {}
         manifest, size = self.write_manifest(entries)
         now = time.time()
+        killpoint("commit.insert")
         db.execute(
             "INSERT INTO commits (repo, id, branch, parent, origin, description, started, "
             "finished, size, error, manifest, provenance, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -551,8 +676,42 @@ class Store:
                 (repo, branch, commit_id),
             )
 
+    def commit_changes(
+        self,
+        db: sqlite3.Connection,
+        repo: str,
+        branch: str,
+        changes: Sequence[Change],
+        *,
+        description: str = "",
+    ) -> str:
+        """Insert a finished USER commit, the branch head plus ``changes``, and move the head,
+        inside ``db``'s transaction: the all-or-nothing commit of one ``put file`` or
+        ``delete file``. Every object ``changes`` names must already be stored. A file /
+        directory path collision raises :class:`StoreError` before anything is written."""
+        check_name("branch", branch)
+        self.require_repo(repo)
+        head = self.branch_head(repo, branch) if self.branch_exists(repo, branch) else None
+        files = apply_changes(self.manifest(self.get_commit(repo, head)) if head else {}, changes)
+        clash = collision_error(files, f"{repo}@{branch}", "nothing was committed")
+        if clash is not None:
+            raise clash
+        commit_id = new_id()
+        self.insert_commit(
+            db,
+            repo=repo,
+            commit_id=commit_id,
+            branch=branch,
+            origin="USER",
+            entries=files,
+            provenance={},
+            description=description,
+        )
+        return commit_id
+
     def start_commit(self, repo: str, branch: str, description: str = "") -> str:
-        """Open a USER commit on a branch; files are staged until :meth:`finish_commit`."""
+        """Open a USER commit on a branch (``pachctl start commit``): later writes to the
+        branch are staged in it until :meth:`finish_commit`; ``list commit`` shows it open."""
         check_name("branch", branch)
         self.require_repo(repo)
         open_row = self.db.execute(
@@ -580,22 +739,52 @@ class Store:
         ).fetchone()
         return row["id"] if row else None
 
-    def stage_file(
-        self, repo: str, commit_id: str, path: str, digest: str | None, size: int
+    def stage(
+        self, db: sqlite3.Connection, repo: str, commit_id: str, changes: Sequence[Change]
     ) -> None:
-        self.db.execute(
-            "INSERT INTO staging (repo, commit_id, path, hash, size) VALUES (?,?,?,?,?) "
-            "ON CONFLICT (repo, commit_id, path) DO UPDATE SET hash=excluded.hash, size=excluded.size",
+        """Add ``changes`` to an open commit, inside ``db``'s transaction (the objects they
+        name are already stored)."""
+        for path, digest, size in changes:
+            self.stage_file(db, repo, commit_id, path, digest, size)
+
+    def stage_file(
+        self,
+        db: sqlite3.Connection,
+        repo: str,
+        commit_id: str,
+        path: str,
+        digest: str | None,
+        size: int,
+    ) -> None:
+        # a new row, not an update in place: changes apply in row order, so a path put
+        # again after its directory was deleted must come after that deletion
+        killpoint("commit.stage")
+        db.execute(
+            "DELETE FROM staging WHERE repo=? AND commit_id=? AND path=?", (repo, commit_id, path)
+        )
+        db.execute(
+            "INSERT INTO staging (repo, commit_id, path, hash, size) VALUES (?,?,?,?,?)",
             (repo, commit_id, path, digest, size),
         )
 
     def finish_commit(self, db: sqlite3.Connection, repo: str, commit_id: str) -> Commit:
-        """Finish an open commit inside ``db``'s transaction; returns the finished commit."""
+        """Finish an open commit inside ``db``'s transaction; returns the finished commit.
+
+        A file / directory path collision raises :class:`StoreError` and the commit stays
+        open, so that one of the two paths can be deleted before finishing it again."""
         commit = self.get_commit(repo, commit_id)
         if commit.finished is not None:
             raise StoreError(f"commit {repo}@{commit_id} is already finished")
         entries = self._open_view(commit)
+        clash = collision_error(
+            entries,
+            f"commit {repo}@{commit_id}",
+            "the commit stays open: delete one of the two and finish it again",
+        )
+        if clash is not None:
+            raise clash
         manifest, size = self.write_manifest(entries)
+        killpoint("commit.finish")
         db.execute(
             "UPDATE commits SET finished=?, manifest=?, size=? WHERE repo=? AND id=?",
             (time.time(), manifest, size, repo, commit_id),
@@ -609,25 +798,116 @@ class Store:
     # -- maintenance ------------------------------------------------------------------
 
     def fsck(self) -> list[str]:
-        """Verify every referenced object exists and matches its hash; returns the problems."""
-        problems: list[str] = []
-        checked: set[str] = set()
-        for c in self.list_commits():
-            if c.finished is None or c.manifest is None:
+        """The problems :meth:`fsck_report` finds, one line each."""
+        return self.fsck_report().problems
+
+    def fsck_report(self) -> FsckReport:
+        """Check every invariant a crash must not break; each problem names what is wrong.
+
+        - a branch head names an existing, finished commit of its repo;
+        - a commit's repo and parent exist; a finished commit belongs to a commit set and
+          has a manifest that exists, re-hashes to its name and decodes, and its size is
+          the sum of its files' sizes; it holds no file / directory path collision;
+        - every file of a finished commit and every staged file: its object exists,
+          re-hashes to its name and has the recorded size; a staged file's commit is open;
+        - a pipeline's output repo has its pipeline; a finished job (success, failure,
+          unrunnable) has its finished output commit, without an error on success; a
+          queued or running job has none yet.
+
+        Open commits and objects nothing refers to (left by an interrupted write,
+        harmless) are listed in the report, not counted as problems.
+        """
+        report = FsckReport()
+        problems = report.problems
+        sizes: dict[str, int | None] = {}  # object -> its size once re-hashed, None if bad
+
+        def object_problem(digest: str, size: int | None) -> str:
+            if digest not in sizes:
+                sizes[digest] = self.objects.verified_size(digest)
+            actual = sizes[digest]
+            if actual is None:
+                return f"object {digest} is missing or does not match its hash"
+            if size is not None and actual != size:
+                return f"object {digest} holds {actual} bytes, not {size}"
+            return ""
+
+        reported: set[str] = set()  # a bad object is reported once, at its first reference
+        repos = {r["name"] for r in self.db.execute("SELECT name FROM repos")}
+        sets = {r["id"] for r in self.db.execute("SELECT id FROM commit_sets")}
+        commits = {(c.repo, c.id): c for c in self.list_commits()}
+        for c in commits.values():
+            where = f"commit {c.repo}@{c.id}"
+            if c.repo not in repos:
+                problems.append(f"{where}: repo {c.repo} does not exist")
+            if c.parent and (c.repo, c.parent) not in commits:
+                problems.append(f"{where}: parent {c.parent} is missing")
+            if c.finished is None:
+                report.open_commits.append(f"{c.repo}@{c.id}")
                 continue
-            if not self.objects.verify(c.manifest):
-                problems.append(f"commit {c.repo}@{c.id}: manifest {c.manifest} missing or corrupt")
+            if c.id not in sets:
+                problems.append(f"{where}: commit set {c.id} is missing")
+            if c.manifest is None:
+                problems.append(f"{where}: finished without a manifest")
                 continue
-            for e in decode_manifest(self.objects.read(c.manifest)).values():
-                if e.hash in checked:
-                    continue
-                checked.add(e.hash)
-                if not self.objects.verify(e.hash):
-                    problems.append(f"commit {c.repo}@{c.id}: {e.path} object {e.hash} bad")
-        for b in self.db.execute("SELECT * FROM branches WHERE head IS NOT NULL"):
-            if self.find_commit(b["repo"], b["head"]) is None:
-                problems.append(f"branch {b['repo']}@{b['name']} points at missing {b['head']}")
-        return problems
+            bad = object_problem(c.manifest, None)
+            if bad:
+                problems.append(f"{where}: manifest {bad}")
+                continue
+            try:
+                files = decode_manifest(self.objects.read(c.manifest))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: manifest {c.manifest} cannot be decoded: {exc}")
+                continue
+            total = sum(e.size for e in files.values())
+            if c.size != total:
+                problems.append(f"{where}: size {c.size} but its files hold {total} bytes")
+            for e in files.values():
+                bad = object_problem(e.hash, e.size)
+                if bad and e.hash not in reported:
+                    reported.add(e.hash)
+                    problems.append(f"{where}: {e.path}: {bad}")
+            clash = path_collision(files)
+            if clash is not None:
+                problems.append(
+                    f"{where}: file / directory path collision: {clash[0]} and {clash[1]}"
+                )
+        for b in self.db.execute("SELECT repo, name, head FROM branches"):
+            where = f"branch {b['repo']}@{b['name']}"
+            if b["repo"] not in repos:
+                problems.append(f"{where}: repo {b['repo']} does not exist")
+            head = commits.get((b["repo"], b["head"])) if b["head"] else None
+            if b["head"] and head is None:
+                problems.append(f"{where} points at missing {b['head']}")
+            elif head is not None and head.finished is None:
+                problems.append(f"{where} points at open commit {b['head']}")
+        for r in self.db.execute("SELECT repo, commit_id, path, hash, size FROM staging"):
+            where = f"staged file {r['repo']}@{r['commit_id']}:{r['path']}"
+            owner = commits.get((r["repo"], r["commit_id"]))
+            if owner is None or owner.finished is not None:
+                problems.append(f"{where}: its commit is missing or already finished")
+            bad = object_problem(r["hash"], r["size"]) if r["hash"] is not None else ""
+            if bad and r["hash"] not in reported:
+                reported.add(r["hash"])
+                problems.append(f"{where}: {bad}")
+        pipelines = {r["name"] for r in self.db.execute("SELECT name FROM pipelines")}
+        for r in self.db.execute("SELECT name FROM repos WHERE kind='pipeline' ORDER BY name"):
+            if r["name"] not in pipelines:
+                problems.append(f"repo {r['name']}: the output repo of a missing pipeline")
+        for j in self.db.execute("SELECT pipeline, id, state FROM jobs ORDER BY seq"):
+            where = f"job {j['pipeline']}@{j['id']} ({j['state']})"
+            out = commits.get((j["pipeline"], j["id"]))
+            if j["state"] in ("success", "failure", "unrunnable"):
+                if out is None or out.finished is None:
+                    problems.append(f"{where}: its output commit is missing or open")
+                elif j["state"] == "success" and out.error:
+                    problems.append(f"{where}: its output commit carries an error")
+            elif j["state"] in ("created", "running") and out is not None:
+                problems.append(f"{where}: it has an output commit already")
+        for digest in self.objects.all_digests():
+            if digest not in sizes:
+                report.unreferenced.append(digest)
+                report.unreferenced_bytes += self.objects.path(digest).stat().st_size
+        return report
 
     def clear_tmp(self) -> None:
         shutil.rmtree(self.objects.tmp, ignore_errors=True)
