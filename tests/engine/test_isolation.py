@@ -408,7 +408,9 @@ def test_parallel_datums_each_have_their_own_tmp(pl: Pachlocal, write: Any) -> N
     assert {k: v for k, v in files.items() if not k.endswith(".before")} == {
         f"/{n}": n.encode() for n in "abcd"
     }
-    assert {v for k, v in files.items() if k.endswith(".before")} == {b""}
+    # no datum sees another's file (a checkout under /tmp may show as its own directory)
+    befores = [v.split() for k, v in files.items() if k.endswith(".before")]
+    assert len(befores) == 4 and not any(b"mine" in names for names in befores)
 
 
 # 7. what would wedge the queue is refused when it is created -------------------------------
