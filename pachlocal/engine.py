@@ -1147,7 +1147,7 @@ class _DatumRunner:
                 tuple(sorted({i.name for i in datum.inputs})),
                 tuple(self.secret_binds),
                 tmp=tmp,
-                hidden=(self.engine.home.resolve(), *CGROUP_MOUNTS),
+                hidden=(self.engine.home.resolve(),),
                 keep=self.keep,
             )
             ok = self._attempts(outcome, env, mounts, pfs)
@@ -1339,8 +1339,6 @@ def _own_copy(local: Path, pfs: Path, rel: str) -> None:
 
 
 PFS_PREFIX = "/pfs/"
-# hidden from datums, so that no process of a datum can leave the cgroup it is killed by
-CGROUP_MOUNTS = tuple(p for p in (Path("/sys/fs/cgroup"),) if p.is_dir())
 
 RUNTIME_VARIABLES = ("LANG", "LANGUAGE", "TZ", "JAVA_HOME")
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import select
 import selectors
@@ -78,6 +79,7 @@ CONTAINER_CAPABILITIES = {
 CAP_SYS_ADMIN = 21
 
 PFS_ROOT = "/pfs"
+CGROUP_ROOTS = tuple(p for p in (Path("/sys/fs/cgroup"),) if p.is_dir())
 TMP_ROOT = "/tmp"
 
 
@@ -456,6 +458,7 @@ class _CapData(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _inheritable_capabilities() -> bool:
     """Whether this process holds inheritable capabilities (which survive an exec)."""
     try:
@@ -467,6 +470,7 @@ def _inheritable_capabilities() -> bool:
     )
 
 
+@functools.cache
 def _last_capability() -> int:
     try:
         return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
@@ -516,7 +520,8 @@ def _enter_namespace(
     readonly = [os.fsencode(f"{PFS_ROOT}/{name}") for name in mounts.readonly]
     binds = [(os.fsencode(src), os.fsencode(tgt)) for src, tgt in mounts.binds]
     tmp = os.fsencode(mounts.tmp) if mounts.tmp is not None else None
-    hidden = [os.fsencode(p) for p in mounts.hidden]
+    # the cgroup tree too: no process of the datum may leave the cgroup it is killed by
+    hidden = [os.fsencode(p) for p in (*mounts.hidden, *CGROUP_ROOTS)]
     keep = [os.fsencode(p) for p in kept_under_tmp(mounts.keep)] if tmp is not None else []
     libc = _load_libc()
     setup = _child_setup(group)
