@@ -180,20 +180,35 @@ def landing_at_once(obj: ExportObject) -> datetime:
 
 @contextmanager
 def dag_state(
-    home: Path, posts: int, dsn: str, gcs: dict[str, str], seed: int, spark_remote: str
+    home: Path, posts: int, dsn: str, gcs: dict[str, str], seed: int, features: dict[str, str]
 ) -> Iterator[Engine]:
     """A fresh pachlocal state with the secrets and every pipeline of ``specs/``, the
-    features jobs on the Spark Connect server ``spark_remote``."""
+    features spec's env updated with ``features`` (its engine, see :func:`features_engine`)."""
     config = demo.DemoConfig(home=home, posts=posts, seed=seed, quiet=True)
     home.mkdir(parents=True)
     console = demo.Console(quiet=True)
     demo.create_secrets(config, dsn, gcs)
     with Engine(home, command="bench/dag.py") as engine:
         overrides = demo.sample_overrides(config)
-        overrides["features"] = {"SPARK_REMOTE": spark_remote}
+        overrides["features"] = features
         demo.ensure_pipelines(engine, ROOT, console, overrides)
         engine.run_pending()
         yield engine
+
+
+@contextmanager
+def features_engine(engine: str, work: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """The features spec's env for ``engine`` and the pid of the JVM it keeps (or -1).
+
+    ``duckdb`` runs in each job's process; ``spark`` gets a Spark Connect server
+    started here, so that no job pays a JVM start.
+    """
+    if engine == "duckdb":
+        yield {"FEATURES_ENGINE": "duckdb"}, -1
+        return
+    with SparkConnectServer(work / "spark") as spark:
+        pid = spark.process.pid if spark.process else -1
+        yield {"FEATURES_ENGINE": "spark", "SPARK_REMOTE": spark.remote}, pid
 
 
 def jobs_since(engine: Engine, seq: int) -> list[dict[str, Any]]:
@@ -221,7 +236,12 @@ def absolute(
 
 
 def run(
-    posts: int, seed: int, work: Path, ticks: int = BACKFILL_TICKS, per_hour: int = 4
+    posts: int,
+    seed: int,
+    work: Path,
+    ticks: int = BACKFILL_TICKS,
+    per_hour: int = 4,
+    engine_name: str = "duckdb",
 ) -> list[dict[str, Any]]:
     objects = plan(posts, seed, ticks, per_hour)
     landing = landing_incremental(ticks)
@@ -234,7 +254,7 @@ def run(
     with (
         EmbeddedPostgres(work / "pgdata") as pg,
         EmulatorServer(bucket="lens-incremental") as emulator,
-        SparkConnectServer(work / "spark") as spark,
+        features_engine(engine_name, work) as (features, jvm_pid),
     ):
         client = emulator.client()
         upload_exports(client.bucket("lens-incremental"), objects, landing)
@@ -248,7 +268,7 @@ def run(
             pg.dsn,
             {**gcs, "GCS_BUCKET": "lens-incremental"},
             seed,
-            spark.remote,
+            features,
         ) as engine:
             # 1. 24 ticks backfilled
             seq = engine.store.next_seq() - 1
@@ -286,9 +306,7 @@ def run(
                 engine.tick_until(hour(ticks + 1))
                 empty_s = time.perf_counter() - began
             jobs = jobs_since(engine, seq)
-            started_jvms = sorted(
-                watch.java - java_before - {spark.process.pid if spark.process else -1}
-            )
+            started_jvms = sorted(watch.java - java_before - {jvm_pid})
             did = {k: v for k, v in processed(jobs).items() if v}
             results.append(
                 absolute(
@@ -321,7 +339,7 @@ def run(
             pg.dsn,
             {**gcs, "GCS_BUCKET": "lens-recompute"},
             seed,
-            spark.remote,
+            features,
         ) as engine:
             seq = engine.store.next_seq() - 1
             began = time.perf_counter()
@@ -354,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--objects-per-hour", type=int, default=4, help="export objects per table and hour"
     )
+    parser.add_argument(
+        "--features-engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where the features jobs run (Spark: on a Connect server started here)",
+    )
     parser.add_argument("--out", type=Path, help="default bench/results/dag-<YYYY-MM-DD>.json")
     parser.add_argument("--work", type=Path, help="state directory (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -364,8 +388,16 @@ def main(argv: list[str] | None = None) -> int:
         f"load {info['load_average_at_start']}; {args.posts:,} posts"
     )
     with tempfile.TemporaryDirectory(prefix="lensfeed-dag-", dir=args.work) as tmp:
-        results = run(args.posts, args.seed, Path(tmp), args.ticks, args.objects_per_hour)
-    report(results, args.out, "dag-", {"posts": args.posts, "ticks": args.ticks, "machine": info})
+        results = run(
+            args.posts,
+            args.seed,
+            Path(tmp),
+            args.ticks,
+            args.objects_per_hour,
+            args.features_engine,
+        )
+    setup = {"posts": args.posts, "ticks": args.ticks, "features_engine": args.features_engine}
+    report(results, args.out, "dag-", {**setup, "machine": info})
     return 0 if all(r["met"] for r in results) else 1
 
 

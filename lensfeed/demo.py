@@ -58,6 +58,7 @@ class DemoConfig:
     pgsql_url: str = ""
     gcs_bucket: str = ""
     gcs_prefix: str = "lens"
+    features_engine: str = "duckdb"
     spark_master: str = ""
     spark_remote: str = ""
     # the embedded server trusts local connections; a password in its DSN is ignored by
@@ -69,7 +70,7 @@ class DemoConfig:
 
     @property
     def services(self) -> Path:
-        """The embedded services' data (PostgreSQL, Spark), beside the engine's state
+        """The embedded services' data (PostgreSQL, Spark if used), beside the engine's state
         directory, not in it: a datum cannot see the state directory, and it must reach
         the database's socket."""
         return self.home.with_name(f"{self.home.name}-services")
@@ -107,15 +108,22 @@ def parse_config(
         "--gcs-bucket", default=env.get("GCS_BUCKET", ""), help="a real GCS bucket (GCS_BUCKET)"
     )
     parser.add_argument(
+        "--features-engine",
+        choices=("duckdb", "spark"),
+        default=env.get("FEATURES_ENGINE", "") or "duckdb",
+        help="where the features step runs: in-process DuckDB (default, no JVM) or Spark "
+        "(FEATURES_ENGINE)",
+    )
+    parser.add_argument(
         "--spark-master",
         default=env.get("SPARK_MASTER", ""),
-        help="e.g. spark://host:7077 (SPARK_MASTER)",
+        help="with --features-engine spark: e.g. spark://host:7077 (SPARK_MASTER)",
     )
     parser.add_argument(
         "--spark-remote",
         default=env.get("SPARK_REMOTE", ""),
-        help="a Spark Connect server, e.g. sc://host:15002 (SPARK_REMOTE); default: "
-        "one started here, unless --spark-master is given",
+        help="with --features-engine spark: a Spark Connect server, e.g. sc://host:15002 "
+        "(SPARK_REMOTE); default: one started here, unless --spark-master is given",
     )
     parser.add_argument("-q", "--quiet", action="store_true")
     a = parser.parse_args(argv)
@@ -127,6 +135,7 @@ def parse_config(
         seed=a.seed,
         pgsql_url=a.pgsql_url,
         gcs_bucket=a.gcs_bucket,
+        features_engine=a.features_engine,
         spark_master=a.spark_master,
         spark_remote=a.spark_remote,
         quiet=a.quiet,
@@ -264,28 +273,34 @@ def postgres(config: DemoConfig, console: Console) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def spark(config: DemoConfig, console: Console) -> Iterator[dict[str, str]]:
-    """Where the features jobs run Spark: the ``features`` spec's env for this run.
+def features_engine(config: DemoConfig, console: Console) -> Iterator[dict[str, str]]:
+    """Where the features jobs run: the ``features`` spec's env for this run.
 
-    ``--spark-remote`` (a Connect server) or ``--spark-master`` (each job starts
-    its own driver) as given; by default a Spark Connect server started here on
-    ``local[*]``, so that no job pays a JVM start. A datum sees only its spec's
-    environment, as in a worker pod, so the setting goes into the spec.
+    By default DuckDB, in each job's own process: no JVM, no server. With
+    ``--features-engine spark``: ``--spark-remote`` (a Connect server) or
+    ``--spark-master`` (each job starts its own driver) as given, else a Spark
+    Connect server started here on ``local[*]``, so that no job pays a JVM start.
+    A datum sees only its spec's environment, as in a worker pod, so the setting
+    goes into the spec.
     """
+    if config.features_engine == "duckdb":
+        console.say("Features: DuckDB in each job (no JVM, no server)")
+        yield {"FEATURES_ENGINE": "duckdb"}
+        return
     if config.spark_remote or config.spark_master:
         key, value = (
             ("SPARK_REMOTE", config.spark_remote)
             if config.spark_remote
             else ("SPARK_MASTER", config.spark_master)
         )
-        console.say(f"Spark: {key}={value}")
-        yield {key: value}
+        console.say(f"Features: Spark, {key}={value}")
+        yield {"FEATURES_ENGINE": "spark", key: value}
         return
     from .sparkserver import SparkConnectServer
 
     with SparkConnectServer(config.services / "spark") as server:
         console.say(f"Spark: Connect server on {server.remote} (log {server.log_path})")
-        yield {"SPARK_REMOTE": server.remote}
+        yield {"FEATURES_ENGINE": "spark", "SPARK_REMOTE": server.remote}
     console.say("Spark: stopped")
 
 
@@ -412,7 +427,7 @@ def run(config: DemoConfig) -> int:
     with (
         postgres(config, console) as dsn,
         export_bucket(config, console, todays) as gcs,
-        spark(config, console) as spark_env,
+        features_engine(config, console) as features_env,
     ):
         from .pg import connect, ensure_schema
 
@@ -422,7 +437,7 @@ def run(config: DemoConfig) -> int:
         with Engine(config.home, progress=console.progress(), command="make run") as engine:
             since = engine.store.next_seq() - 1
             overrides = sample_overrides(config)
-            overrides["features"] = spark_env
+            overrides["features"] = features_env
             ensure_pipelines(engine, config.root, console, overrides)
             engine.run_pending()
             engine.tick_until(until)

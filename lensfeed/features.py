@@ -34,18 +34,19 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 
+from lensfeed.frames import Frame, Session, api, from_arrow, read_parquet, read_partitioned
+from lensfeed.frames import sorted_batches as _sorted_batches
 from lensfeed.parquet import WRITER_OPTIONS
 from lensfeed.schemas import TABLES, TIMESTAMP
-from lensfeed.spark import spark_path
+
+#: Expressions (``F.col`` ...) are built by the frame's own engine (``api(frame).F``).
+Column = Any
+DataFrame = Frame
 
 DTIME = "dtime"
 #: Partition directories are ``dtime=<tick>``, the tick in RFC 3339 UTC.
 DTIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_DTIME_SPARK_FORMAT = "yyyy-MM-dd'T'HH:mm:ssXXX"
 _PARTITION = re.compile(r"^dtime=(.+)$")
 
 #: A zero per-author maximum divides as this (the reference's rule).
@@ -117,6 +118,10 @@ _POST_COLUMNS = (
     "is_gated",
 )
 _STATS_COLUMNS = ("publication_id", *COUNTERS)
+_METADATA = ("datastream_metadata.source_timestamp", "datastream_metadata.uuid")
+#: What the features read of each ingested table (``a.b``: a struct field).
+POST_INPUT_COLUMNS = (*_POST_COLUMNS, *_METADATA)
+STATS_INPUT_COLUMNS = (*_STATS_COLUMNS, *_METADATA)
 _TRUST_COLUMNS = ("i", "v", "rank")
 
 #: Rows per Parquet row group and per output file (a multiple of the former).
@@ -171,18 +176,20 @@ def feature_time_of(*partition_lists: Iterable[datetime]) -> datetime:
     return newest
 
 
-def _empty_table(spark: SparkSession, table: str) -> DataFrame:
+def _empty_table(session: Session, table: str) -> DataFrame:
     if table not in TABLES:
         raise ValueError(f"no partition under table directory {table!r} and no schema known for it")
-    schema = from_arrow_schema(TABLES[table].schema)
-    return spark.createDataFrame([], schema).withColumn(DTIME, F.lit(None).cast("timestamp"))
+    empty = TABLES[table].schema.empty_table()
+    return from_arrow(
+        session, empty.append_column(pa.field(DTIME, TIMESTAMP), pa.array([], TIMESTAMP))
+    )
 
 
-def read_partitions(spark: SparkSession, table_dir: str | Path) -> DataFrame:
+def read_partitions(session: Session, table_dir: str | Path) -> DataFrame:
     """Read every ``dtime=<T>/*.parquet`` of an ingested table.
 
     Args:
-        spark: the session.
+        session: a session of either engine (:mod:`lensfeed.frames`).
         table_dir: ``<input>/<table>``, named after the table (ingest's layout).
 
     Returns:
@@ -193,17 +200,14 @@ def read_partitions(spark: SparkSession, table_dir: str | Path) -> DataFrame:
     root = Path(table_dir).absolute()
     partition_times(root)  # fails early and clearly on a foreign entry
     if not any(root.glob("dtime=*/*.parquet")):
-        return _empty_table(spark, root.name)
-    frame = spark.read.parquet(spark_path(root))
-    if dict(frame.dtypes).get(DTIME) == "string":
-        frame = frame.withColumn(DTIME, F.to_timestamp(F.col(DTIME), _DTIME_SPARK_FORMAT))
-    return frame
+        return _empty_table(session, root.name)
+    return read_partitioned(session, root, DTIME)
 
 
-def read_trust(spark: SparkSession, path: str | Path) -> DataFrame | None:
+def read_trust(session: Session, path: str | Path) -> DataFrame | None:
     """The trust scores (``i, v, rank`` ...), or None when the file is absent."""
     trust = Path(path).absolute()
-    return spark.read.parquet(spark_path(trust)) if trust.is_file() else None
+    return read_parquet(session, trust) if trust.is_file() else None
 
 
 # ---------------------------------------------------------------------------
@@ -211,21 +215,47 @@ def read_trust(spark: SparkSession, path: str | Path) -> DataFrame | None:
 
 
 def require_columns(frame: DataFrame, columns: Iterable[str], name: str) -> None:
-    """Raise KeyError naming every missing column; ``a.b`` names a struct field."""
-    fields = {field.name: field.dataType for field in frame.schema.fields}
+    """Raise KeyError naming every missing column; ``a.b`` names a struct field.
+
+    Top-level names are checked against ``frame.columns``; the schema (a query
+    on some engines) is read only for struct fields.
+    """
+    wanted = list(columns)
+    present = set(frame.columns)
+    nested = [c for c in wanted if "." in c and c.partition(".")[0] in present]
+    fields = {f.name: f.dataType for f in frame.schema.fields} if nested else {}
     missing = []
-    for column in columns:
-        top, _, nested = column.partition(".")
-        kind = fields.get(top)
-        if kind is None or (nested and nested not in (getattr(kind, "names", None) or [])):
+    for column in wanted:
+        top, _, field = column.partition(".")
+        if top not in present or (
+            field and field not in (getattr(fields.get(top), "names", None) or [])
+        ):
             missing.append(column)
     if missing:
         raise KeyError(f"{name} is missing column(s): {', '.join(missing)}")
 
 
+def project(frame: DataFrame, columns: Sequence[str], name: str) -> DataFrame:
+    """Only the top-level columns that ``columns`` names, plus ``dtime`` when present.
+
+    Reading only what is used keeps wide text columns (``content``) out of
+    every later sort and window.
+
+    Raises:
+        KeyError: a column or struct field is missing (all of them named).
+    """
+    require_columns(frame, columns, name)
+    keep = dict.fromkeys(column.partition(".")[0] for column in columns)
+    if DTIME in frame.columns:
+        keep[DTIME] = None
+    return frame.select(*keep)
+
+
 def _keep_first(frame: DataFrame, key: str, order: Sequence[Column]) -> DataFrame:
     """One row per ``key``: the first by ``order``."""
-    window = Window.partitionBy(key).orderBy(*order)
+    fx = api(frame)
+    F = fx.F
+    window = fx.Window.partitionBy(key).orderBy(*order)
     ranked = frame.withColumn("_keep_first_n", F.row_number().over(window))
     return ranked.where(F.col("_keep_first_n") == 1).drop("_keep_first_n")
 
@@ -243,6 +273,7 @@ def current_posts(posts: DataFrame) -> DataFrame:
         The same columns, one row per ``post_id``.
     """
     require_columns(posts, ("post_id", DTIME, "datastream_metadata.source_timestamp"), "posts")
+    F = api(posts).F
     order = [
         F.col(DTIME).desc_nulls_last(),
         F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
@@ -266,6 +297,7 @@ def current_stats(stats: DataFrame) -> DataFrame:
     require_columns(
         stats, ("publication_id", DTIME, "datastream_metadata.source_timestamp"), "stats"
     )
+    F = api(stats).F
     order = [
         F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
         F.col(DTIME).desc_nulls_last(),
@@ -278,6 +310,7 @@ def join_stats(posts: DataFrame, stats: DataFrame) -> DataFrame:
     """Add the counters (``collects`` ...) of each post's stats row; 0 without one."""
     require_columns(posts, ("post_id",), "posts")
     require_columns(stats, _STATS_COLUMNS, "stats")
+    F = api(posts).F
     counters = stats.select(
         F.col("publication_id").alias("post_id"),
         *[F.col(source).alias(target) for source, target in COUNTERS.items()],
@@ -298,6 +331,7 @@ def join_trust(posts: DataFrame, trust: DataFrame | None) -> DataFrame:
             no scores at all. An ``i`` listed twice keeps its best rank.
     """
     require_columns(posts, ("profile_id",), "posts")
+    F = api(posts).F
     if trust is None:
         return posts.withColumns(
             {
@@ -323,6 +357,7 @@ def add_flags(posts: DataFrame) -> DataFrame:
     require_columns(
         posts, ("is_related_to_post", "is_related_to_comment", "content_warning"), "posts"
     )
+    F = api(posts).F
     return posts.withColumns(
         {
             "is_original": F.col("is_related_to_post").isNull()
@@ -345,6 +380,7 @@ def add_age(posts: DataFrame, feature_time: datetime) -> DataFrame:
         ValueError: ``feature_time`` is naive.
     """
     require_columns(posts, ("block_timestamp",), "posts")
+    F = api(posts).F
     moment = F.lit(_utc(feature_time)).cast("timestamp")
     micros = F.unix_micros(moment) - F.unix_micros(F.col("block_timestamp"))
     return posts.withColumns(
@@ -358,13 +394,15 @@ def add_author_maxima(posts: DataFrame) -> DataFrame:
     ``posts`` must be the author's whole history (every current post), not a batch.
     """
     require_columns(posts, ("profile_id", "age", "mirrors", "collects", "comments"), "posts")
-    author = Window.partitionBy("profile_id")
+    fx = api(posts)
+    F = fx.F
+    author = fx.Window.partitionBy("profile_id")
     return posts.withColumns(
         {f"max_{c}": F.max(c).over(author) for c in ("age", "mirrors", "collects", "comments")}
     )
 
 
-def _ratio(value: str, maximum: str) -> Column:
+def _ratio(F: Any, value: str, maximum: str) -> Column:
     denominator = F.when(F.col(maximum) == 0, F.lit(ZERO_MAX)).otherwise(F.col(maximum))
     return F.col(value) / denominator.cast("double")
 
@@ -373,11 +411,12 @@ def add_post_score(posts: DataFrame) -> DataFrame:
     """Add ``post_score``; a zero maximum counts as :data:`ZERO_MAX` (the reference)."""
     needed = ("mirrors", "collects", "comments", "age")
     require_columns(posts, [*needed, *[f"max_{c}" for c in needed]], "posts")
+    F = api(posts).F
     score = (
-        _ratio("mirrors", "max_mirrors")
-        + _ratio("collects", "max_collects")
-        + F.lit(3) * _ratio("comments", "max_comments")
-        - F.lit(5) * _ratio("age", "max_age")
+        _ratio(F, "mirrors", "max_mirrors")
+        + _ratio(F, "collects", "max_collects")
+        + F.lit(3) * _ratio(F, "comments", "max_comments")
+        - F.lit(5) * _ratio(F, "age", "max_age")
     )
     return posts.withColumn("post_score", score)
 
@@ -385,6 +424,7 @@ def add_post_score(posts: DataFrame) -> DataFrame:
 def select_features(features: DataFrame) -> DataFrame:
     """The output columns, in order, with their stable types."""
     require_columns(features, FEATURE_COLUMNS, "features")
+    F = api(features).F
     return features.select(*[F.col(name).cast(kind).alias(name) for name, kind, _ in _OUTPUT])
 
 
@@ -422,24 +462,6 @@ def post_features(
 
 # ---------------------------------------------------------------------------
 # writing
-
-
-def _spark_parts(directory: Path) -> list[Path]:
-    """Spark's output files in partition order (the order of a global sort)."""
-    numbered = []
-    for path in directory.glob("part-*.parquet"):
-        match = re.match(r"part-(\d+)", path.name)
-        if match is None:
-            raise RuntimeError(f"unexpected Spark output file {path.name}")
-        numbered.append((int(match.group(1)), path.name, path))
-    return [path for _, _, path in sorted(numbered)]
-
-
-def _batches(paths: Iterable[Path], batch_rows: int) -> Iterator[Any]:
-    for path in paths:
-        yield from pq.ParquetFile(path).iter_batches(
-            batch_size=batch_rows, columns=list(FEATURE_COLUMNS)
-        )
 
 
 def _regroup(batches: Iterable[Any], rows: int) -> Iterator[Any]:
@@ -503,11 +525,11 @@ def write_features(
 ) -> list[Path]:
     """Write the features as ``<out_dir>/features/part-NNNNN.parquet``, sorted by ``post_id``.
 
-    Spark sorts and writes to a scratch directory under ``out_dir`` (visible to
-    its executors); the parts are then streamed in order and rewritten with
-    pinned writer options into files of exactly ``rows_per_part`` rows (the last
+    The engine sorts (Spark through a scratch directory under ``out_dir``,
+    visible to its executors: :func:`lensfeed.frames.sorted_batches`); the rows
+    are then streamed in order and rewritten with pinned writer options into files of exactly ``rows_per_part`` rows (the last
     fewer) and row groups of ``row_group_rows``. File names, row placement and
-    bytes depend only on the rows, never on Spark's partitioning; memory holds
+    bytes depend only on the rows, never on the engine or its partitioning; memory holds
     one row group.
 
     Returns:
@@ -528,13 +550,11 @@ def write_features(
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        select_features(features).orderBy("post_id").write.mode("overwrite").parquet(
-            spark_path(scratch)
-        )
-        groups = _regroup(_batches(_spark_parts(scratch), group_rows), group_rows)
+        if tuple(features.columns) != FEATURE_COLUMNS:
+            features = select_features(features)
+        batches = _sorted_batches(features, "post_id", group_rows, scratch)
+        groups = _regroup(batches, group_rows)
         return _write_parts(groups, target, rows_per_part // group_rows)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # never leave half a snapshot behind
         raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

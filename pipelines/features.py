@@ -1,4 +1,4 @@
-"""Pipeline ``features``: one row of model features per post known so far (PySpark).
+"""Pipeline ``features``: one row of model features per post known so far (PySpark API).
 
 Inputs (one datum, the cross of):
   posts  repo ``ingest``, glob ``/public_profile_post``: ``<posts>/public_profile_post/dtime=<T>/*.parquet``
@@ -7,8 +7,12 @@ Inputs (one datum, the cross of):
 Output: ``<out>/features/part-NNNNN.parquet``, one row per current post or
 mirror, sorted by ``post_id`` (columns: ``lensfeed.features.FEATURE_COLUMNS``).
 ``feature_time`` is the newest ``dtime`` of the inputs, never the wall clock.
-Idempotent: the same inputs give byte-identical files. Without any post
-partition it writes nothing and never starts Spark.
+Idempotent: the same inputs give byte-identical files, on either engine.
+Without any post partition it writes nothing and opens no session.
+
+Engine: ``FEATURES_ENGINE`` = ``duckdb`` (default: the PySpark DataFrame code
+runs in-process on DuckDB through sqlframe, no JVM) or ``spark`` (``SPARK_MASTER``
+or ``SPARK_REMOTE``); see :mod:`lensfeed.frames`.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lensfeed import features as feat
+from lensfeed.frames import close_session, materialize, open_session
 from lensfeed.schemas import POSTS, STATS
-from lensfeed.spark import spark_session
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,15 +39,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, spark: Any, feature_time: datetime) -> list[Path]:
-    posts = feat.current_posts(feat.read_partitions(spark, args.posts / POSTS))
-    stats = feat.current_stats(feat.read_partitions(spark, args.stats / STATS))
+    posts = feat.read_partitions(spark, args.posts / POSTS)
+    stats = feat.read_partitions(spark, args.stats / STATS)
+    posts = materialize(feat.current_posts(feat.project(posts, feat.POST_INPUT_COLUMNS, "posts")))
+    stats = materialize(feat.current_stats(feat.project(stats, feat.STATS_INPUT_COLUMNS, "stats")))
     trust = feat.read_trust(spark, args.trust / "trust.parquet")
     table = feat.post_features(posts, stats, trust, feature_time)
     return feat.write_features(table, args.out, rows_per_part=args.rows_per_part)
 
 
 def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
-    """Run the stage; ``spark`` reuses a session (tests), else one is started and stopped."""
+    """Run the stage; ``spark`` reuses a session of either engine (tests), else one
+    of ``$FEATURES_ENGINE`` is opened and closed."""
     args = _parser().parse_args(argv)
     began = time.perf_counter()
     try:
@@ -52,12 +59,12 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
             print(f"features: no partition under {args.posts / POSTS}; nothing to do")
             return 0
         feature_time = feat.feature_time_of(post_times, feat.partition_times(args.stats / STATS))
-        session = spark if spark is not None else spark_session("features")
+        session = spark if spark is not None else open_session("features")
         try:
             paths = _run(args, session, feature_time)
         finally:
             if spark is None:
-                session.stop()
+                close_session(session)
     except (KeyError, ValueError) as exc:
         print(f"features: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

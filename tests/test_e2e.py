@@ -1,7 +1,7 @@
 """The whole DAG on pachlocal at small scale, as ``make run`` runs it.
 
 Generated exports -> GCS emulator -> ingest -> eigentrust (-> PostgreSQL
-globaltrust) -> trust -> features (Spark) -> model -> predict -> feed ->
+globaltrust) -> trust -> features (DuckDB) -> model -> predict -> feed ->
 PostgreSQL ``feed``. Two independent runs with the same seed must produce a
 byte-identical ``feed.csv``; the feed rows in PostgreSQL must equal it; a feed
 row must trace back to the export object that delivered it.
@@ -22,7 +22,7 @@ from lensfeed.demo import DemoConfig, run
 from pachlocal.engine import Engine
 from pachlocal.store import Store
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.spark]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POSTS = 600
 TICKS = 2

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 
 from lensfeed import features as feat
-from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES
-from lensfeed.spark import spark_session
+from lensfeed import frames
+from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES, TIMESTAMP
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
 from tests.lens.layouts import write_features_inputs
@@ -34,10 +31,11 @@ entry = load_entry_point("features")
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    session = spark_session("tests", None if os.environ.get("SPARK_REMOTE") else "local[2]")
-    yield session
-    session.stop()
+def session() -> Iterator[Any]:
+    """One in-process DuckDB session (sqlframe) for the whole run: no JVM."""
+    opened = frames.open_session("tests", "duckdb")
+    yield opened
+    frames.close_session(opened)
 
 
 # ---------------------------------------------------------------------------
@@ -104,42 +102,56 @@ def stat(
     }
 
 
-def _frame(spark: Any, spec: Any, rows: list[dict[str, Any]]) -> Any:
-    schema = from_arrow_schema(spec.schema).add("dtime", "timestamp")
-    names = schema.names
-    return spark.createDataFrame([tuple(row.get(n) for n in names) for row in rows], schema)
+def _frame(session: Any, spec: Any, rows: list[dict[str, Any]]) -> Any:
+    """Rows in the canonical schema of ``spec`` plus ``dtime`` (UTC timestamp)."""
+    schema = spec.schema.append(pa.field("dtime", TIMESTAMP))
+    table = pa.Table.from_pylist([{n: row.get(n) for n in schema.names} for row in rows], schema)
+    return frames.from_arrow(session, table)
 
 
-def posts_frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
-    return _frame(spark, POSTS_SPEC, rows)
+def posts_frame(session: Any, rows: list[dict[str, Any]]) -> Any:
+    return _frame(session, POSTS_SPEC, rows)
 
 
-def stats_frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
-    return _frame(spark, STATS_SPEC, rows)
+def stats_frame(session: Any, rows: list[dict[str, Any]]) -> Any:
+    return _frame(session, STATS_SPEC, rows)
 
 
-def trust_frame(spark: Any, rows: list[tuple[str, float, int]]) -> Any:
-    return spark.createDataFrame(
-        [("followship", i, v, rank) for i, v, rank in rows],
-        "strategy_name string, i string, v double, rank bigint",
-    )
+def tuples_frame(session: Any, schema: pa.Schema, rows: list[tuple[Any, ...]]) -> Any:
+    """``rows`` (values in ``schema``'s column order) as a frame of exactly that schema."""
+    records = [dict(zip(schema.names, row, strict=True)) for row in rows]
+    return frames.from_arrow(session, pa.Table.from_pylist(records, schema))
+
+
+TRUST_SCHEMA = pa.schema(
+    [("strategy_name", pa.string()), ("i", pa.string()), ("v", pa.float64()), ("rank", pa.int64())]
+)
+
+
+def trust_frame(session: Any, rows: list[tuple[str, float, int]]) -> Any:
+    return tuples_frame(session, TRUST_SCHEMA, [("followship", i, v, r) for i, v, r in rows])
+
+
+def counters(names: str) -> pa.Schema:
+    """``post_id`` (string) and int64 columns, named in one space-separated string."""
+    return pa.schema([(n, pa.string() if n == "post_id" else pa.int64()) for n in names.split()])
 
 
 def collect(frame: Any, columns: list[str]) -> pd.DataFrame:
-    """A small result as pandas, ordered by its first column."""
-    return frame.select(*columns).toPandas().sort_values(columns[0]).reset_index(drop=True)
+    """A small result as pandas (through Arrow: exact types), ordered by its first column."""
+    table = frame.select(*columns).toArrow()
+    return table.to_pandas().sort_values(columns[0]).reset_index(drop=True)
 
 
 def utc(values: list[str]) -> pd.Series:
-    return pd.Series(pd.to_datetime(values)).astype("datetime64[us]")
+    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[us, UTC]")
 
 
 # ---------------------------------------------------------------------------
 # current state of the increments
 
 
-@pytest.mark.spark
-def test_current_posts_keeps_the_newest_partition(spark):
+def test_current_posts_keeps_the_newest_partition(session: Any) -> None:
     rows = [
         post("0x01-0x01", "2024-05-01", dtime=T1, language="en"),
         post("0x01-0x01", "2024-05-01", dtime=T2, language="fr"),  # re-exported: newest wins
@@ -147,7 +159,7 @@ def test_current_posts_keeps_the_newest_partition(spark):
         post("0x02-0x01", "2024-05-03", dtime=T1, language="es", source_ms=5),
         post("0x02-0x01", "2024-05-03", dtime=T1, language="pt", source_ms=9),  # same partition
     ]
-    got = collect(feat.current_posts(posts_frame(spark, rows)), ["post_id", "language", "dtime"])
+    got = collect(feat.current_posts(posts_frame(session, rows)), ["post_id", "language", "dtime"])
     expected = pd.DataFrame(
         {
             "post_id": ["0x01-0x01", "0x01-0x02", "0x02-0x01"],
@@ -159,8 +171,7 @@ def test_current_posts_keeps_the_newest_partition(spark):
     assert got["dtime"].dtype.kind == "M"
 
 
-@pytest.mark.spark
-def test_current_stats_picks_the_newest_snapshot(spark):
+def test_current_stats_picks_the_newest_snapshot(session: Any) -> None:
     rows = [
         stat("0x01-0x01", mirrors=1, source_ms=100, dtime=T2),
         stat("0x01-0x01", mirrors=5, source_ms=200, dtime=T1),  # larger source_timestamp wins
@@ -169,7 +180,7 @@ def test_current_stats_picks_the_newest_snapshot(spark):
         stat("0x02-0x01", mirrors=7, source_ms=50, dtime=T1),
     ]
     got = collect(
-        feat.current_stats(stats_frame(spark, rows)),
+        feat.current_stats(stats_frame(session, rows)),
         ["publication_id", "total_amount_of_mirrors"],
     )
     expected = pd.DataFrame(
@@ -186,9 +197,9 @@ def test_current_stats_picks_the_newest_snapshot(spark):
 
 
 @pytest.fixture
-def tiny(spark) -> tuple[Any, Any, Any]:
+def tiny(session: Any) -> tuple[Any, Any, Any]:
     posts = posts_frame(
-        spark,
+        session,
         [
             post("0x01-0x01", "2024-05-01 00:00:00"),  # age 9 exactly
             post("0x01-0x02", "2024-05-09 23:59:59", related_post="0x02-0x01"),  # age 0
@@ -204,7 +215,7 @@ def tiny(spark) -> tuple[Any, Any, Any]:
         ],
     )
     stats = stats_frame(
-        spark,
+        session,
         [
             stat("0x01-0x01", collects=2, mirrors=4, comments=1, upvotes=10, downvotes=0),
             stat("0x01-0x03", collects=0, mirrors=1, comments=3, upvotes=1, downvotes=2),
@@ -212,7 +223,7 @@ def tiny(spark) -> tuple[Any, Any, Any]:
             stat("0x09-0x01", collects=99, mirrors=99),  # stats of an unknown post
         ],
     )
-    trust = trust_frame(spark, [("0x01", 0.6, 1), ("0x03", 0.1, 2), ("0x77", 0.3, 3)])
+    trust = trust_frame(session, [("0x01", 0.6, 1), ("0x03", 0.1, 2), ("0x77", 0.3, 3)])
     return posts, stats, trust
 
 
@@ -246,11 +257,10 @@ EXPECTED_TYPES = [
 ]
 
 
-@pytest.mark.spark
-def test_post_features_whole_frame(tiny):
+def test_post_features_whole_frame(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, trust = tiny
     features = feat.post_features(posts, stats, trust, FEATURE_TIME)
-    assert features.dtypes == EXPECTED_TYPES
+    assert list(frames.column_types(features).items()) == EXPECTED_TYPES
     assert tuple(features.columns) == feat.FEATURE_COLUMNS
     got = collect(features, list(feat.FEATURE_COLUMNS))
     ids = ["0x01-0x01", "0x01-0x02", "0x01-0x03", "0x02-0x01", "0x03-0x01"]
@@ -302,12 +312,13 @@ def test_post_features_whole_frame(tiny):
     assert str(got["age"].dtype) == "int64" and str(got["post_score"].dtype) == "float64"
 
 
-@pytest.mark.spark
-def test_post_score_counts_a_zero_maximum_as_1e10(spark):
-    frame = spark.createDataFrame(
+def test_post_score_counts_a_zero_maximum_as_1e10(session: Any) -> None:
+    frame = tuples_frame(
+        session,
+        counters(
+            "post_id mirrors collects comments age max_mirrors max_collects max_comments max_age"
+        ),
         [("a", 3, 0, 2, 4, 0, 0, 4, 8), ("b", 1, 2, 0, 0, 2, 4, 0, 0)],
-        "post_id string, mirrors bigint, collects bigint, comments bigint, age bigint, "
-        "max_mirrors bigint, max_collects bigint, max_comments bigint, max_age bigint",
     )
     got = collect(feat.add_post_score(frame), ["post_id", "post_score"])
     expected = pd.DataFrame(
@@ -319,20 +330,20 @@ def test_post_score_counts_a_zero_maximum_as_1e10(spark):
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
-@pytest.mark.spark
-def test_post_features_without_trust_has_typed_nulls(tiny):
+def test_post_features_without_trust_has_typed_nulls(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, _ = tiny
     features = feat.post_features(posts, stats, None, FEATURE_TIME)
-    assert features.dtypes == EXPECTED_TYPES
+    assert list(frames.column_types(features).items()) == EXPECTED_TYPES
     got = collect(features, ["post_id", "followship_rank", "followship_score"])
     assert got["followship_rank"].isna().all() and got["followship_score"].isna().all()
     assert len(got) == 5
 
 
-@pytest.mark.spark
-def test_post_features_keeps_the_best_rank_of_a_repeated_author(tiny, spark):
+def test_post_features_keeps_the_best_rank_of_a_repeated_author(
+    tiny: tuple[Any, Any, Any], session: Any
+) -> None:
     posts, stats, _ = tiny
-    trust = trust_frame(spark, [("0x01", 0.2, 7), ("0x01", 0.6, 1)])
+    trust = trust_frame(session, [("0x01", 0.2, 7), ("0x01", 0.6, 1)])
     got = collect(
         feat.post_features(posts, stats, trust, FEATURE_TIME),
         ["post_id", "followship_rank", "followship_score"],
@@ -356,8 +367,7 @@ def write_partition(root: Path, table: str, tick: datetime, rows: list[dict[str,
     pq.write_table(frame, directory / f"{tick:%Y%m%dT%H%M%SZ}-0.parquet")
 
 
-@pytest.mark.spark
-def test_author_maxima_span_the_whole_history(spark, tmp_path):
+def test_author_maxima_span_the_whole_history(session: Any, tmp_path: Path) -> None:
     # author 0x01 has its big post in the older partition and a small one in the newer
     write_partition(tmp_path, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
     write_partition(
@@ -378,9 +388,9 @@ def test_author_maxima_span_the_whole_history(spark, tmp_path):
             stat("0x02-0x01", collects=2, source_ms=2),
         ],
     )
-    posts = feat.current_posts(feat.read_partitions(spark, tmp_path / POSTS))
-    stats = feat.current_stats(feat.read_partitions(spark, tmp_path / STATS))
-    assert dict(posts.dtypes)["dtime"] == "timestamp"
+    posts = feat.current_posts(feat.read_partitions(session, tmp_path / POSTS))
+    stats = feat.current_stats(feat.read_partitions(session, tmp_path / STATS))
+    assert frames.column_types(posts)["dtime"] == "timestamp"
     features = feat.post_features(posts, stats, None, FEATURE_TIME)
     got = collect(
         features, ["post_id", "age", "max_age", "max_mirrors", "max_collects", "max_comments"]
@@ -398,11 +408,10 @@ def test_author_maxima_span_the_whole_history(spark, tmp_path):
     pd.testing.assert_frame_equal(got, expected)
 
 
-@pytest.mark.spark
-def test_read_partitions_parses_dtime(spark, tmp_path):
+def test_read_partitions_parses_dtime(session: Any, tmp_path: Path) -> None:
     write_partition(tmp_path, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
     write_partition(tmp_path, POSTS, T2, [post("0x01-0x02", "2024-05-02")])
-    got = collect(feat.read_partitions(spark, tmp_path / POSTS), ["post_id", "dtime"])
+    got = collect(feat.read_partitions(session, tmp_path / POSTS), ["post_id", "dtime"])
     expected = pd.DataFrame(
         {
             "post_id": ["0x01-0x01", "0x01-0x02"],
@@ -412,12 +421,13 @@ def test_read_partitions_parses_dtime(spark, tmp_path):
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
-@pytest.mark.spark
-def test_read_partitions_of_an_empty_table_has_the_canonical_schema(spark, tmp_path):
+def test_read_partitions_of_an_empty_table_has_the_canonical_schema(
+    session: Any, tmp_path: Path
+) -> None:
     (tmp_path / STATS).mkdir()
-    frame = feat.read_partitions(spark, tmp_path / STATS)
+    frame = feat.read_partitions(session, tmp_path / STATS)
     assert frame.columns == [*STATS_SPEC.columns, "dtime"]
-    assert dict(frame.dtypes)["dtime"] == "timestamp"
+    assert frames.column_types(frame)["dtime"] == "timestamp"
     assert frame.count() == 0
 
 
@@ -425,56 +435,48 @@ def test_read_partitions_of_an_empty_table_has_the_canonical_schema(spark, tmp_p
 # failure paths: a missing column is named before Spark analyses anything
 
 
-@pytest.mark.spark
-def test_post_features_names_a_missing_post_column(tiny):
+def test_post_features_names_a_missing_post_column(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, trust = tiny
     with pytest.raises(KeyError, match="posts is missing column\\(s\\): region"):
         feat.post_features(posts.drop("region"), stats, trust, FEATURE_TIME)
 
 
-@pytest.mark.spark
-def test_post_features_names_a_missing_stats_column(tiny):
+def test_post_features_names_a_missing_stats_column(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, trust = tiny
     with pytest.raises(KeyError, match="total_upvotes"):
         feat.post_features(posts, stats.drop("total_upvotes"), trust, FEATURE_TIME)
 
 
-@pytest.mark.spark
-def test_post_features_names_a_missing_trust_column(tiny):
+def test_post_features_names_a_missing_trust_column(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, trust = tiny
     with pytest.raises(KeyError, match="trust is missing column\\(s\\): rank"):
         feat.post_features(posts, stats, trust.drop("rank"), FEATURE_TIME)
 
 
-@pytest.mark.spark
-def test_post_features_refuses_a_naive_feature_time(tiny):
+def test_post_features_refuses_a_naive_feature_time(tiny: tuple[Any, Any, Any]) -> None:
     posts, stats, trust = tiny
     with pytest.raises(ValueError, match="no time zone"):
         feat.post_features(posts, stats, trust, datetime(2024, 5, 10))
 
 
-@pytest.mark.spark
-def test_current_posts_names_a_missing_column(spark):
-    posts = posts_frame(spark, [post("0x01-0x01", "2024-05-01")])
+def test_current_posts_names_a_missing_column(session: Any) -> None:
+    posts = posts_frame(session, [post("0x01-0x01", "2024-05-01")])
     with pytest.raises(KeyError, match="posts is missing column\\(s\\): dtime"):
         feat.current_posts(posts.drop("dtime"))
 
 
-@pytest.mark.spark
-def test_current_stats_names_a_missing_struct_field(spark):
-    stats = stats_frame(spark, [stat("0x01-0x01")]).withColumn(
+def test_current_stats_names_a_missing_struct_field(session: Any) -> None:
+    F = frames.api(session).F
+    stats = stats_frame(session, [stat("0x01-0x01")]).withColumn(
         "datastream_metadata", F.struct(F.lit("u").alias("uuid"))
     )
     with pytest.raises(KeyError, match=r"datastream_metadata\.source_timestamp"):
         feat.current_stats(stats)
 
 
-@pytest.mark.spark
-def test_add_post_score_names_a_missing_maximum(spark):
-    frame = spark.createDataFrame(
-        [("a", 1, 1, 1, 1)],
-        "post_id string, mirrors bigint, collects bigint, comments bigint, age bigint",
-    )
+def test_add_post_score_names_a_missing_maximum(session: Any) -> None:
+    schema = counters("post_id mirrors collects comments age")
+    frame = tuples_frame(session, schema, [("a", 1, 1, 1, 1)])
     with pytest.raises(KeyError, match="max_mirrors"):
         feat.add_post_score(frame)
 
@@ -483,7 +485,7 @@ def test_add_post_score_names_a_missing_maximum(spark):
 # partitions and feature time (no Spark)
 
 
-def test_feature_time_is_the_newest_partition(tmp_path):
+def test_feature_time_is_the_newest_partition(tmp_path: Path) -> None:
     for table, tick in [(POSTS, T1), (POSTS, T2), (STATS, T1)]:
         (tmp_path / table / f"dtime={tick:%Y-%m-%dT%H:%M:%SZ}").mkdir(parents=True)
     (tmp_path / POSTS / "_SUCCESS").touch()  # ignored, as Spark does
@@ -494,12 +496,12 @@ def test_feature_time_is_the_newest_partition(tmp_path):
     assert feat.feature_time_of(feat.partition_times(tmp_path / POSTS), []) == T2
 
 
-def test_feature_time_needs_a_partition():
+def test_feature_time_needs_a_partition() -> None:
     with pytest.raises(ValueError, match="no dtime partition"):
         feat.feature_time_of([], [])
 
 
-def test_partition_times_names_a_foreign_entry(tmp_path):
+def test_partition_times_names_a_foreign_entry(tmp_path: Path) -> None:
     (tmp_path / POSTS / "dtime=yesterday").mkdir(parents=True)
     with pytest.raises(ValueError, match="dtime=yesterday"):
         feat.partition_times(tmp_path / POSTS)
@@ -515,11 +517,13 @@ def _args(root: Path, out: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("layout", ["absent", "empty", "stats only"])
-def test_no_post_partition_exits_without_starting_spark(tmp_path, monkeypatch, layout):
+def test_no_post_partition_exits_without_opening_a_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
     def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("Spark must not start without data")
+        raise AssertionError("no session may open without data")
 
-    monkeypatch.setattr(entry, "spark_session", refuse)
+    monkeypatch.setattr(entry, "open_session", refuse)
     if layout != "absent":
         (tmp_path / "ingest" / POSTS).mkdir(parents=True)
     if layout == "stats only":
@@ -529,14 +533,14 @@ def test_no_post_partition_exits_without_starting_spark(tmp_path, monkeypatch, l
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_spec_is_valid_and_runs_the_entry_point():
+def test_spec_is_valid_and_runs_the_entry_point() -> None:
     text = (ROOT / "specs" / "features.pipeline.json").read_text()
     (doc,) = load_spec_documents(text, "features.pipeline.json")
     spec = parse_pipeline_spec(doc)
     assert spec["pipeline"]["name"] == "features"
     assert spec["datumTries"] == 2
     assert spec["transform"]["image"] == "ghcr.io/lens-feed/pipelines:0.1.0"
-    assert spec["transform"]["env"] == {"SPARK_MASTER": "local[*]"}
+    assert spec["transform"]["env"] == {"FEATURES_ENGINE": "duckdb", "SPARK_MASTER": "local[*]"}
     cmd = spec["transform"]["cmd"]
     assert cmd[:2] == ["python3", "pipelines/features.py"] and (ROOT / cmd[1]).is_file()
     inputs = {
@@ -554,7 +558,7 @@ def test_spec_is_valid_and_runs_the_entry_point():
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~500 generated posts in ingest's layout, and a trust file covering half the profiles."""
     root = tmp_path_factory.mktemp("generated")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
@@ -616,15 +620,27 @@ def read_dir(directory: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.spark
-def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(spark, generated):
-    assert entry.main(_args(generated, "out1"), spark=spark) == 0
-    # another partitioning of Spark's work must not change a byte
-    spark.conf.set("spark.sql.shuffle.partitions", "3")
+def set_threads(session: Any, count: int) -> int:
+    """Set DuckDB's worker threads (``DUCKDB_THREADS``) on a live session; the old count."""
+    conn = session._conn
+    (before,) = conn.execute("SELECT current_setting('threads')").fetchone()
+    conn.execute(f"SET threads = {count}")
+    assert conn.execute("SELECT current_setting('threads')").fetchone() == (count,)
+    return int(before)
+
+
+def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(
+    session: Any, generated: Path
+) -> None:
+    # sqlframe keeps one DuckDB session per process, so the thread count changes in place
+    before = set_threads(session, 3)
     try:
-        assert entry.main(_args(generated, "out2"), spark=spark) == 0
+        assert entry.main(_args(generated, "out1"), spark=session) == 0
+        # another split of DuckDB's work (one thread instead of three) must not change a byte
+        set_threads(session, 1)
+        assert entry.main(_args(generated, "out2"), spark=session) == 0
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", "8")
+        set_threads(session, before)
     first, second = read_dir(generated / "out1"), read_dir(generated / "out2")
     assert list(first) == ["features/part-00000.parquet"]
     assert first == second
@@ -636,19 +652,8 @@ def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(spark, gener
     assert len(frame) == len(expected) == 500
     assert frame["post_id"].tolist() == expected["post_id"].tolist()
     assert (frame["feature_time"] == pd.Timestamp("2024-05-08", tz="UTC")).all()
-    for column in [
-        "age",
-        "mirrors",
-        "collects",
-        "comments",
-        "upvotes",
-        "downvotes",
-        "max_age",
-        "max_mirrors",
-        "max_collects",
-        "max_comments",
-        "is_original",
-    ]:
+    maxima = ["max_age", "max_mirrors", "max_collects", "max_comments"]
+    for column in ["age", *feat.COUNTERS.values(), *maxima, "is_original"]:
         assert frame[column].tolist() == expected[column].tolist(), column
     pd.testing.assert_series_equal(
         frame["followship_rank"], expected["followship_rank"], check_dtype=False
@@ -657,23 +662,19 @@ def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(spark, gener
     assert frame["followship_rank"].isna().any() and frame["followship_rank"].notna().any()
 
 
-@pytest.mark.spark
-def test_entry_point_splits_parts_by_row_count(spark, generated):
-    assert entry.main(_args(generated, "parts", "--rows-per-part", "200"), spark=spark) == 0
+def test_entry_point_splits_parts_by_row_count(session: Any, generated: Path) -> None:
+    assert entry.main(_args(generated, "parts", "--rows-per-part", "200"), spark=session) == 0
     files = sorted((generated / "parts" / "features").iterdir())
-    assert [p.name for p in files] == [
-        "part-00000.parquet",
-        "part-00001.parquet",
-        "part-00002.parquet",
-    ]
+    assert [p.name for p in files] == [f"part-0000{k}.parquet" for k in range(3)]
     assert [pq.ParquetFile(p).metadata.num_rows for p in files] == [200, 200, 100]
     assert list((generated / "parts").iterdir()) == [generated / "parts" / "features"]
     whole = pq.read_table(generated / "out1" / "features" / "part-00000.parquet")
     assert pa.concat_tables([pq.read_table(p) for p in files]).equals(whole)
 
 
-@pytest.mark.spark
-def test_write_features_refuses_a_repeated_post_id(tiny, tmp_path):
+def test_write_features_refuses_a_repeated_post_id(
+    tiny: tuple[Any, Any, Any], tmp_path: Path
+) -> None:
     posts, stats, trust = tiny
     features = feat.post_features(posts, stats, trust, FEATURE_TIME)
     with pytest.raises(RuntimeError, match="unique post_id"):
@@ -681,13 +682,14 @@ def test_write_features_refuses_a_repeated_post_id(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_write_features_needs_whole_row_groups_per_part(tmp_path):
+def test_write_features_needs_whole_row_groups_per_part(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 64"):
         feat.write_features(None, tmp_path, rows_per_part=100, row_group_rows=64)
 
 
-@pytest.mark.spark
-def test_entry_point_reports_a_missing_column(spark, generated, tmp_path, capsys):
+def test_entry_point_reports_a_missing_column(
+    session: Any, generated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "ingest"
     write_partition(bad, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
     (bad / STATS / "dtime=2024-05-09T01:00:00Z").mkdir(parents=True)
@@ -695,8 +697,10 @@ def test_entry_point_reports_a_missing_column(spark, generated, tmp_path, capsys
         pa.table({"publication_id": ["0x01-0x01"], "dtime_x": [1]}),
         bad / STATS / "dtime=2024-05-09T01:00:00Z" / "x.parquet",
     )
-    assert entry.main(_args(tmp_path, "out"), spark=spark) == 1
-    assert (
-        "stats is missing column(s): datastream_metadata.source_timestamp"
-        in capsys.readouterr().err
+    assert entry.main(_args(tmp_path, "out"), spark=session) == 1
+    # the inputs are projected first: every missing column is named, in the order read
+    assert capsys.readouterr().err == (
+        "features: error: stats is missing column(s): total_amount_of_collects, "
+        "total_amount_of_mirrors, total_amount_of_comments, total_upvotes, total_downvotes, "
+        "datastream_metadata.source_timestamp, datastream_metadata.uuid\n"
     )
