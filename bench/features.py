@@ -3,21 +3,26 @@
 Run: ``.venv/bin/python bench/features.py [--posts 1000000] [--repeat 3] [--before REV]``
 
 It writes a week of generated history (``--posts`` posts; about 2.4 rows of
-stats per post, one ``dtime=`` partition per hour) in the layout the pipeline
-sees under ``/pfs``, then measures, in one run:
+stats per post, one ``dtime=`` partition per hour) in the layout ``ingest``
+writes, compacts every day (``compact``) and merges all days but the last
+(``history``), as they stand at a tick on the last day, then measures, in one run:
 
-- ``features_job``: ``pipelines/features.py`` as a job runs it, a fresh
-  process on the default engine (DuckDB; imports and session included).
+- ``features_job``: ``pipelines/features.py`` as a job runs it at that tick, a
+  fresh process on the default engine (DuckDB; imports and session included).
   Target: <= 3 s at 1M posts;
 - ``features_duckdb_vs_spark``: the step in process on a warm session, DuckDB
   against Spark ``local[*]`` (the JVM start excluded, reported apart);
 - ``features_spark_vs_before``: the step on the same warm Spark session, this
   code against the code of ``--before`` (a git revision, default the last one
-  without the DuckDB engine), loaded from git. Target: not slower (<= 1.1x,
+  without the DuckDB engine and the compacted days, which deduplicated every
+  partition at every tick), loaded from git. Target: not slower (<= 1.1x,
   the noise of a 2-core machine).
 
-Every side's output files must be byte-identical to every other's, or the row
-fails whatever its time. Prints ``what | ours | baseline | ratio | target | met``
+Also reported: one day's ``compact`` and the daily ``history`` merge, on DuckDB.
+
+Every side's output files must be byte-identical to every other's (the rows
+of ``--before``, whose Parquet writer options differ, must be equal), or the
+row fails whatever its time. Prints ``what | ours | baseline | ratio | target | met``
 and writes ``bench/results/features-<YYYY-MM-DD>.json``; exits 1 when a target
 is missed.
 """
@@ -45,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import machine, median, paired, report, row  # noqa: E402
-from lensfeed import frames  # noqa: E402
+from lensfeed import compact, frames  # noqa: E402
 from lensfeed.generate import generate_dataset, plan_exports  # noqa: E402
 from lensfeed.schemas import POSTS, PROFILES, STATS  # noqa: E402
 
@@ -78,9 +83,38 @@ def write_inputs(root: Path, posts: int, seed: int, days: int) -> dict[str, int]
 
 def argv_for(root: Path, out: Path) -> list[str]:
     args = ["--out", str(out)]
-    for name, repo in (("posts", "ingest"), ("stats", "ingest"), ("trust", "trust")):
-        args += [f"--{name}", str(root / repo)]
+    for name in ("compact", "history", "trust"):
+        args += [f"--{name}", str(root / name)]
     return args
+
+
+def compact_all(session: Any, root: Path) -> tuple[list[str], float, float]:
+    """``root/compact`` from ``root/ingest`` (one day at a time, as its datums see
+    it), and ``root/history`` of every day but the last; the days, the seconds of
+    the last day's compaction and of the merge."""
+    by_day: dict[str, dict[str, list[Path]]] = {}
+    for table in (POSTS, STATS):
+        for folder in sorted((root / "ingest" / table).glob("dtime=*")):
+            by_day.setdefault(folder.name[6:16], {}).setdefault(table, []).append(folder)
+    day_s = 0.0
+    for day, tables in sorted(by_day.items()):
+        datum = root / "datums" / day
+        for table in (POSTS, STATS):
+            (datum / table).mkdir(parents=True)
+            for folder in tables.get(table, []):
+                (datum / table / folder.name).symlink_to(folder)
+        began = time.perf_counter()
+        compact.compact_day(session, {t: datum / t for t in (POSTS, STATS)}, root / "compact")
+        day_s = time.perf_counter() - began
+    days = sorted(by_day)
+    partial = root / "compact-merged"
+    for path in (root / "compact").rglob("*.parquet"):
+        if path.parent.name != f"day={days[-1]}":
+            (partial / path.relative_to(root / "compact")).parent.mkdir(parents=True, exist_ok=True)
+            (partial / path.relative_to(root / "compact")).symlink_to(path)
+    began = time.perf_counter()
+    compact.merge_history(session, partial, root / "history")
+    return days, day_s, time.perf_counter() - began
 
 
 def digest(out: Path) -> str:
@@ -145,10 +179,12 @@ def run(posts: int, seed: int, repeat: int, before: str, work: Path) -> list[dic
     print(f"inputs: {rows[POSTS]:,} post rows, {rows[STATS]:,} stats rows "
           f"({time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
     entry = load_entry()
+    duck = frames.open_session("bench", "duckdb")
+    days, day_s, history_s = compact_all(duck, work)
+    print(f"  compact one day {day_s:.2f} s, history of {len(days) - 1} days {history_s:.2f} s")
     job_times, job_digest = bench_job(work, work, repeat)
     print(f"  job (DuckDB): {median(job_times):.2f} s", flush=True)
 
-    duck = frames.open_session("bench", "duckdb")
     os.environ.setdefault("SPARK_MASTER", "local[*]")
     spark_began = time.perf_counter()
     spark = frames.open_session("bench", "spark")
@@ -174,10 +210,19 @@ def run(posts: int, seed: int, repeat: int, before: str, work: Path) -> list[dic
     finally:
         frames.close_session(duck)
         frames.close_session(spark)
-    for name in ("duckdb", "spark", "before"):
+    for name in ("duckdb", "spark"):
         digests[name] = digest(work / f"out-{name}")
-    equal = len(set(digests.values())) == 1
-    extra = {"posts": rows[POSTS], "stats_rows": rows[STATS], "outputs_equal": equal}
+    # the same bytes on both engines; the same rows as before (whose writer options differ)
+    old_rows = pq.read_table(work / "out-before" / "features")
+    same_rows = old_rows.equals(pq.read_table(work / "out-duckdb" / "features"))
+    equal = len(set(digests.values())) == 1 and same_rows
+    extra = {
+        "posts": rows[POSTS],
+        "stats_rows": rows[STATS],
+        "outputs_equal": equal,
+        "compact_one_day_s": round(day_s, 3),
+        "history_s": round(history_s, 3),
+    }
     return [
         {
             "key": "features_job",

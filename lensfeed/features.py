@@ -25,19 +25,16 @@ the missing ones. The readers and the writer at the end are the only I/O.
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lensfeed.frames import Frame, Session, api, from_arrow, read_parquet, read_partitioned
 from lensfeed.frames import sorted_batches as _sorted_batches
-from lensfeed.parquet import WRITER_OPTIONS
+from lensfeed.parquet import check_part_size, write_sorted
 from lensfeed.schemas import TABLES, TIMESTAMP
 
 #: Expressions (``F.col`` ...) are built by the frame's own engine (``api(frame).F``).
@@ -127,7 +124,6 @@ _TRUST_COLUMNS = ("i", "v", "rank")
 #: Rows per Parquet row group and per output file (a multiple of the former).
 ROW_GROUP_ROWS = 1 << 17
 ROWS_PER_PART = 8 * ROW_GROUP_ROWS
-_PARQUET_OPTIONS = WRITER_OPTIONS  # row groups are sized by write_features itself
 
 
 # ---------------------------------------------------------------------------
@@ -464,58 +460,6 @@ def post_features(
 # writing
 
 
-def _regroup(batches: Iterable[Any], rows: int) -> Iterator[Any]:
-    """Tables of exactly ``rows`` rows (the last one fewer), whatever the batch sizes."""
-    pending: list[Any] = []
-    count = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(rows - count, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            batch = batch.slice(take)
-            count += take
-            if count == rows:
-                yield pa.Table.from_batches(pending).combine_chunks()
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending).combine_chunks()
-
-
-def _check_order(table: Any, previous: str | None) -> str | None:
-    """Raise unless ``post_id`` strictly increases (sorted and unique); the last id."""
-    ids = table.column("post_id")
-    if not len(ids):
-        return previous
-    if previous is not None and ids[0].as_py() <= previous:
-        raise RuntimeError(f"features not sorted by unique post_id at {ids[0].as_py()!r}")
-    if len(ids) > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
-        raise RuntimeError("features not sorted by unique post_id")
-    last: str = ids[-1].as_py()
-    return last
-
-
-def _write_parts(groups: Iterable[Any], target: Path, groups_per_part: int) -> list[Path]:
-    paths: list[Path] = []
-    writer: Any = None
-    previous: str | None = None
-    try:
-        for index, group in enumerate(groups):
-            previous = _check_order(group, previous)
-            if index % groups_per_part == 0:
-                if writer is not None:
-                    writer.close()
-                paths.append(target / f"part-{len(paths):05d}.parquet")
-                writer = pq.ParquetWriter(paths[-1], FEATURES_SCHEMA, **_PARQUET_OPTIONS)
-            writer.write_table(group.cast(FEATURES_SCHEMA), row_group_size=group.num_rows)
-    finally:
-        if writer is not None:
-            writer.close()
-    if not paths:  # a well-formed empty snapshot rather than no file
-        paths.append(target / "part-00000.parquet")
-        pq.write_table(FEATURES_SCHEMA.empty_table(), paths[0], **_PARQUET_OPTIONS)
-    return paths
-
-
 def write_features(
     features: DataFrame,
     out_dir: str | Path,
@@ -540,21 +484,16 @@ def write_features(
             group size (``min(row_group_rows, rows_per_part)``).
         RuntimeError: the rows are not sorted by a unique ``post_id``.
     """
-    group_rows = min(row_group_rows, rows_per_part)
-    if group_rows < 1 or rows_per_part % group_rows:
-        raise ValueError(
-            f"rows_per_part {rows_per_part} must be a positive multiple of {group_rows}"
-        )
+    group_rows = check_part_size(rows_per_part, row_group_rows)
     out = Path(out_dir).absolute()
-    target, scratch = out / "features", out / "_features_spark"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    try:
-        if tuple(features.columns) != FEATURE_COLUMNS:
-            features = select_features(features)
-        batches = _sorted_batches(features, "post_id", group_rows, scratch)
-        groups = _regroup(batches, group_rows)
-        return _write_parts(groups, target, rows_per_part // group_rows)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)  # never leave half a snapshot behind
-        raise
+    if tuple(features.columns) != FEATURE_COLUMNS:
+        features = select_features(features)
+    batches = _sorted_batches(features, "post_id", group_rows, out / "_features_spark")
+    return write_sorted(
+        batches,
+        out / "features",
+        FEATURES_SCHEMA,
+        "post_id",
+        rows_per_part=rows_per_part,
+        row_group_rows=row_group_rows,
+    )

@@ -193,12 +193,46 @@ def from_arrow(session: Session, table: pa.Table) -> Frame:
             return session.createDataFrame([], struct_type(table.schema, api(session).types))
         return session.createDataFrame(table)
     name = f"lensfeed_arrow_{os.getpid()}_{next(_names)}"
-    conn = session._conn
-    conn.register(f"{name}_view", table)
+    cursor = session._conn.cursor()  # its own: a result pending on the session's does not block it
     try:
-        conn.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "{name}_view"')
+        cursor.register(f"{name}_view", table)
+        cursor.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "{name}_view"')
     finally:
-        conn.unregister(f"{name}_view")
+        cursor.close()
+    return session.table(name)
+
+
+def _execute(session: Session, *statements: str) -> None:
+    """Run statements on a cursor of their own (a result pending on the session's
+    connection would otherwise block them); what they create is the database's."""
+    cursor = session._conn.cursor()
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _duckdb_statements(frame: Frame) -> tuple[list[str], str]:
+    *before, query = frame.sql(
+        dialect=frame.session.execution_dialect, optimize=False, pretty=False, as_list=True
+    )
+    return before, query
+
+
+def view(frame: Frame) -> Frame:
+    """``frame`` as a named view: the same rows, computed when used, a one-table plan.
+
+    On DuckDB, sqlframe copies a frame's whole plan at every operation (tens of
+    ms for a long one), so a long chain of transforms is cut into views; DuckDB
+    still optimizes the query through them. On Spark it returns ``frame``.
+    """
+    if not _is_duckdb(frame):
+        return frame
+    session = frame.session
+    before, query = _duckdb_statements(frame)
+    name = f"lensfeed_view_{os.getpid()}_{next(_names)}"
+    _execute(session, *before, f'CREATE VIEW "{name}" AS {query}')
     return session.table(name)
 
 
@@ -214,12 +248,8 @@ def materialize(frame: Frame) -> Frame:
         return frame
     session = frame.session
     name = f"lensfeed_step_{os.getpid()}_{next(_names)}"
-    *before, query = frame.sql(
-        dialect=session.execution_dialect, optimize=False, pretty=False, as_list=True
-    )
-    for statement in before:
-        session._conn.execute(statement)
-    session._conn.execute(f'CREATE TABLE "{name}" AS {query}')
+    before, query = _duckdb_statements(frame)
+    _execute(session, *before, f'CREATE TABLE "{name}" AS {query}')
     return session.table(name)
 
 
@@ -229,11 +259,33 @@ def _spark_path(path: Path) -> str:
     return spark_path(path)
 
 
-def read_parquet(session: Session, path: Path) -> Frame:
-    """The rows of one Parquet file."""
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _duckdb_scan(session: Session, pattern: list[str], options: str) -> Frame:
+    """A view over ``read_parquet`` on DuckDB, as a one-table plan for sqlframe.
+
+    sqlframe's own reader spells every column out with a cast and reads the
+    schema twice; a view costs one catalog lookup and keeps later plans small.
+    """
+    name = f"lensfeed_scan_{os.getpid()}_{next(_names)}"
+    files = ", ".join(_sql_text(item) for item in pattern)
+    _execute(session, f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{files}], {options})')
+    return session.table(name)
+
+
+def read_parquet(session: Session, *paths: Path) -> Frame:
+    """The rows of Parquet files (at least one), which share one schema.
+
+    Only what the files hold: no column from ``key=value`` folders in the path.
+    """
+    if not paths:
+        raise ValueError("read_parquet needs at least one file")
     if _is_duckdb(session):
-        return session.read.parquet(str(path.absolute()))
-    return session.read.parquet(_spark_path(path))
+        files = [str(path.absolute()) for path in paths]
+        return _duckdb_scan(session, files, "hive_partitioning = false")
+    return session.read.parquet(*[_spark_path(path) for path in paths])
 
 
 def read_partitioned(session: Session, root: Path, key: str) -> Frame:
@@ -244,10 +296,9 @@ def read_partitioned(session: Session, root: Path, key: str) -> Frame:
     folder = root.absolute()
     F = api(session).F
     if _is_duckdb(session):
-        frame = session.read.parquet(
-            str(folder / f"{key}=*" / "*.parquet"),
-            hive_partitioning=True,
-            hive_types_autocast=False,
+        pattern = [str(folder / f"{key}=*" / "*.parquet")]
+        frame = _duckdb_scan(
+            session, pattern, "hive_partitioning = true, hive_types_autocast = false"
         )
     else:
         frame = session.read.parquet(_spark_path(folder))

@@ -249,6 +249,36 @@ def normalise_category(feature: str, value: Any) -> str | None:
     return text.upper()
 
 
+def category_lookup(
+    feature: str, uniques: Any, vocabulary: Sequence[str], missing: Any, dtype: Any
+) -> tuple[Any, dict[int, str]]:
+    """The code of each distinct raw value, and the values outside the vocabulary.
+
+    Args:
+        feature: the feature's name (selects the spelling rules).
+        uniques: the distinct raw values of a column.
+        vocabulary: the categories in code order.
+        missing: the code of a null or unknown value.
+        dtype: the codes' NumPy type.
+
+    Returns:
+        An array of ``len(uniques) + 1`` codes (the last slot, for a null, is
+        ``missing``), and position in ``uniques`` -> spelling for unknown values.
+    """
+    index = {value: code for code, value in enumerate(vocabulary)}
+    lookup = np.full(len(uniques) + 1, missing, dtype=dtype)
+    unknown: dict[int, str] = {}
+    for i, value in enumerate(uniques):
+        spelled = normalise_category(feature, value)
+        if spelled is None:
+            continue
+        if spelled in index:
+            lookup[i] = index[spelled]
+        else:
+            unknown[i] = spelled
+    return lookup, unknown
+
+
 def encode_category(
     column: pd.Series, feature: str, vocabulary: Sequence[str]
 ) -> tuple[pd.Categorical, dict[str, int]]:
@@ -265,17 +295,7 @@ def encode_category(
         counts; unknown values and nulls are missing.
     """
     raw_codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    index = {value: code for code, value in enumerate(vocabulary)}
-    lookup = np.full(len(uniques) + 1, -1, dtype=np.int64)  # last slot: the NA sentinel
-    unknown: dict[int, str] = {}
-    for i, value in enumerate(uniques):
-        spelled = normalise_category(feature, value)
-        if spelled is None:
-            continue
-        if spelled in index:
-            lookup[i] = index[spelled]
-        else:
-            unknown[i] = spelled
+    lookup, unknown = category_lookup(feature, uniques, vocabulary, -1, np.dtype(np.int64))
     codes = lookup[raw_codes]
     unseen: dict[str, int] = {}
     if unknown:

@@ -10,8 +10,9 @@ Tables (the ts-lens layout, with NOT NULL added):
   from which input commits, the SHA-256 of ``feed.csv``).
 
 Every write replaces exactly one strategy's rows (one date's, for ``globaltrust``)
-in one transaction: lock, ``DELETE``, ``COPY FROM STDIN``, commit. A failure anywhere,
-including the server dying mid-``COPY``, rolls back and leaves the previous rows.
+in one transaction: lock, ``DELETE``, ``COPY FROM STDIN`` (binary format), commit.
+A failure anywhere, including the server dying mid-``COPY``, rolls back and leaves
+the previous rows.
 Re-running a replace with the same rows is a no-op in effect (idempotent).
 
 The transaction's first statement takes the strategy's advisory lock
@@ -34,6 +35,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -235,6 +237,12 @@ def _require_columns(frame: pd.DataFrame, columns: Iterable[str], name: str) -> 
         raise KeyError(f"{name} is missing column(s): {', '.join(missing)}")
 
 
+def _where_rows(mask: np.ndarray[Any, np.dtype[np.bool_]]) -> str:
+    """``N rows, the first at position P`` of a row mask (positions count from 0)."""
+    positions = np.flatnonzero(mask)
+    return f"{len(positions)} row(s), the first at position {positions[0]}"
+
+
 def _finite_floats(values: pd.Series, name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     try:
         floats: np.ndarray[Any, np.dtype[np.float64]] = pd.to_numeric(
@@ -242,14 +250,20 @@ def _finite_floats(values: pd.Series, name: str) -> np.ndarray[Any, np.dtype[np.
         ).to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: not numeric ({exc})") from None
-    if not np.isfinite(floats).all():
-        raise ValueError(f"{name}: holds NaN or infinite values")
+    finite = np.isfinite(floats)
+    if not finite.all():
+        raise ValueError(f"{name}: holds NaN or infinite values ({_where_rows(~finite)})")
     return floats
 
 
+def _no_nulls(values: pd.Series, name: str) -> None:
+    nulls = values.isna().to_numpy(dtype=bool)
+    if nulls.any():
+        raise ValueError(f"{name}: holds nulls ({_where_rows(nulls)})")
+
+
 def _text(values: pd.Series, name: str) -> list[str]:
-    if values.isna().any():
-        raise ValueError(f"{name}: holds nulls")
+    _no_nulls(values, name)
     return [str(v) for v in values.tolist()]
 
 
@@ -258,12 +272,24 @@ def _text_array(values: pd.Series, name: str) -> pa.Array:
     try:
         text = pa.array(values, type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        if values.isna().any():
-            raise ValueError(f"{name}: holds nulls") from None
+        _no_nulls(values, name)
         return pa.array([str(v) for v in values.tolist()], type=pa.string())
     if text.null_count:
+        _no_nulls(values, name)
         raise ValueError(f"{name}: holds nulls")
     return text
+
+
+def _unique_text(text: pa.Array, name: str) -> None:
+    """Raise ValueError naming the first repeated value of ``text`` and where it is."""
+    if len(pc.unique(text)) == len(text):
+        return
+    values = pd.Series(text.to_numpy(zero_copy_only=False))
+    repeated = values[values.duplicated(keep=False)]
+    first = repeated.iloc[0]
+    at = repeated.index[repeated == first].tolist()
+    shown = ", ".join(map(str, at[:5])) + (" ..." if len(at) > 5 else "")
+    raise ValueError(f"{name}: a post appears more than once: {first!r} at positions {shown}")
 
 
 # --- atomic replaces ---------------------------------------------------------------
@@ -289,23 +315,64 @@ def _lock_loads(cur: psycopg.Cursor[Any], table: str, strategies: Iterable[str])
     cur.execute(_LOCK_LOADS, (keys,))
 
 
-#: COPY's text format: these characters in a value are written as escapes.
-_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
-#: Rows per COPY slice (a few MB of text).
+#: COPY's binary format: the signature, no flags, no header extension; the trailer.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+#: PostgreSQL counts dates from 2000-01-01, Arrow's ``date32`` from 1970-01-01.
+_PG_EPOCH_DAYS = 10_957
+#: Rows per COPY slice (a few MB).
 _COPY_ROWS = 65_536
 
 
-def _copy_field(values: pa.Array | pa.Scalar) -> pa.Array | pa.Scalar:
-    """One column in COPY text format: as text (floats shortest round-trip), escaped."""
-    text = values.cast(pa.string())
-    if isinstance(text, pa.Scalar):
-        needs = any(old in text.as_py() for old, _ in _COPY_ESCAPES)
-    else:
-        needs = pc.any(pc.match_substring_regex(text, r"[\\\t\n\r]")).as_py()
-    if needs:
-        for old, escaped in _COPY_ESCAPES:
-            text = pc.replace_substring(text, old, escaped)
-    return text
+def _packed(fields: list[tuple[str, Any]], rows: int) -> pa.Array:
+    """Fixed-width fields (NumPy dtype, per-row array or constant) side by side in each
+    row, without padding, as an Arrow binary array of ``rows`` values."""
+    layout = np.dtype([(f"f{i}", dtype) for i, (dtype, _) in enumerate(fields)])
+    record = np.empty(rows, dtype=layout)
+    for i, (_, value) in enumerate(fields):
+        record[f"f{i}"] = value
+    packed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(layout.itemsize), rows, [None, pa.py_buffer(record)]
+    )
+    return packed.cast(pa.binary())
+
+
+def _binary_tuples(values: tuple[pa.Array | pa.Scalar, ...], start: int, rows: int) -> pa.Array:
+    """Rows ``start`` to ``start + rows`` in COPY's binary format, one value per row.
+
+    Each tuple is the field count, then per field its byte length and its bytes
+    (network order): Arrow joins the per-row pieces, strings go through as they
+    are (no escaping) and floats bit for bit (no text round trip).
+
+    Raises:
+        TypeError: a column type this writer does not handle.
+    """
+    parts: list[pa.Array] = []
+    fixed: list[tuple[str, Any]] = [(">i2", len(values))]
+    for value in values:
+        if isinstance(value, pa.Scalar):  # a string, the same on every row
+            raw = str(value.as_py()).encode()
+            fixed.append((">i4", len(raw)))
+            if raw:
+                fixed.append((f"S{len(raw)}", raw))
+            continue
+        column = value.slice(start, rows)
+        if pa.types.is_string(column.type):
+            fixed.append((">i4", pc.binary_length(column).to_numpy(zero_copy_only=False)))
+            parts += [_packed(fixed, rows), column.cast(pa.binary())]
+            fixed = []
+        elif pa.types.is_float64(column.type):
+            fixed += [(">i4", 8), (">f8", column.to_numpy(zero_copy_only=False))]
+        elif pa.types.is_date32(column.type):
+            days = column.cast(pa.int32()).to_numpy(zero_copy_only=False)
+            fixed += [(">i4", 4), (">i4", days - _PG_EPOCH_DAYS)]
+        else:
+            raise TypeError(f"COPY: no binary writer for {column.type}")
+    if fixed:
+        parts.append(_packed(fixed, rows))
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, b"")
 
 
 def _copy_columns(
@@ -314,28 +381,35 @@ def _copy_columns(
     columns: tuple[str, ...],
     values: tuple[pa.Array | pa.Scalar, ...],
 ) -> None:
-    """``COPY table (columns) FROM STDIN`` of non-null columns (a scalar repeats).
+    """``COPY table (columns) FROM STDIN (FORMAT binary)`` of non-null columns.
 
-    Arrow builds the text a slice of rows at a time (no Python object per row);
-    each slice goes out as one write. (A writer thread overlapping the two
-    measured no faster.)
+    Columns are Arrow ``string``, ``float64`` or ``date32`` arrays, or a string
+    scalar that repeats. Arrow builds the tuples a slice of rows at a time (no
+    Python object per row) and each slice goes out as one write, so the server
+    parses one slice while the next is built. Binary rather than text: the
+    server does not parse floats or scan for delimiters and escapes, and the
+    values arrive bit for bit.
+
+    Raises:
+        ValueError: a column holds nulls (nothing is sent; callers check earlier).
+        TypeError: a column of another type.
     """
-    fields = [_copy_field(v) for v in values]
-    rows = max((len(f) for f in fields if isinstance(f, pa.Array)), default=0)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+    for name, value in zip(columns, values, strict=True):
+        if isinstance(value, pa.Array) and value.null_count:
+            raise ValueError(f"COPY {table}: column {name} holds nulls")
+    rows = max((len(v) for v in values if isinstance(v, pa.Array)), default=0)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     with cur.copy(statement) as copy:
+        copy.write(_BINARY_HEADER)
         for start in range(0, rows, _COPY_ROWS):
-            sliced = [f.slice(start, _COPY_ROWS) if isinstance(f, pa.Array) else f for f in fields]
-            lines = pc.binary_join_element_wise(*sliced, "\t")
-            lines = pc.binary_join_element_wise(lines, pa.scalar(""), "\n")
-            if lines.null_count:
-                raise ValueError(f"COPY {table}: a value is null")
+            tuples = _binary_tuples(values, start, min(_COPY_ROWS, rows - start))
             offsets = np.frombuffer(
-                lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4
+                tuples.buffers()[1], dtype=np.int32, count=len(tuples) + 1, offset=tuples.offset * 4
             )
-            copy.write(memoryview(lines.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+            copy.write(memoryview(tuples.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+        copy.write(_BINARY_TRAILER)
 
 
 def _run_atomically(
@@ -379,7 +453,9 @@ def replace_feed(
         The number of feed rows written.
 
     Raises:
-        ValueError, KeyError: invalid arguments (nothing was sent).
+        ValueError, KeyError: invalid arguments; nothing was written (nothing was
+            sent, but for repeated post ids: those are found while the rows stream
+            and the transaction is rolled back before the run row).
         PgError: the database failed; the transaction was rolled back.
     """
     validate_strategy(strategy)
@@ -390,8 +466,6 @@ def replace_feed(
     if "strategy_name" in rows.columns and not (rows["strategy_name"] == strategy).all():
         raise ValueError(f"feed rows hold strategy names other than {strategy!r}")
     post_ids = _text_array(rows["post_id"], "post_id")
-    if len(post_ids.dictionary_encode().dictionary) != len(post_ids):
-        raise ValueError("post_id: a post appears more than once")
     scores = pa.array(_finite_floats(rows["v"], "v"))
     count = len(post_ids)
     runs_row = (
@@ -402,13 +476,14 @@ def replace_feed(
         str(run["feed_sha256"]),
     )
 
-    def body(cur: psycopg.Cursor[Any]) -> None:
+    def body(cur: psycopg.Cursor[Any], unique: Future[None]) -> None:
         _lock_loads(cur, FEED, [strategy])
         cur.execute(
             sql.SQL("DELETE FROM {} WHERE strategy_name = %s").format(sql.Identifier(FEED)),
             (strategy,),
         )
         _copy_columns(cur, FEED, FEED_COLUMNS, (pa.scalar(strategy), post_ids, scores))
+        unique.result()  # a repeated post id raises here: the transaction rolls back
         # clock_timestamp(), not now(): now() is when the transaction began, possibly
         # before a concurrent replace of this strategy committed
         cur.execute(
@@ -420,7 +495,17 @@ def replace_feed(
         )
 
     started = time.perf_counter()
-    _run_atomically(conn, f"replace_feed({strategy!r})", "the previous feed is kept", body)
+    # the uniqueness check (a hash of every post id) runs on another core while the
+    # rows stream, instead of before them; it is awaited before the run row and the
+    # commit, so repeated post ids still leave nothing written
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lensfeed-check") as pool:
+        unique = pool.submit(_unique_text, post_ids, "post_id")
+        _run_atomically(
+            conn,
+            f"replace_feed({strategy!r})",
+            "the previous feed is kept",
+            lambda cur: body(cur, unique),
+        )
     _log.info("feed %r replaced: %d rows in %.2f s", strategy, count, time.perf_counter() - started)
     return count
 

@@ -17,24 +17,31 @@ features stage produces, and works out how to feed its categorical features:
   missing; a model that splits on a feature with no known mapping is refused.
 
 Values outside the vocabulary are counted (:func:`predict` logs them and puts
-them in ``attrs["unseen_categories"]``) and fed as missing: XGBoost itself
-would route them silently.
+them in ``attrs["unseen_categories"]``, :func:`predict_table` returns them) and
+fed as missing: XGBoost itself would route them silently.
 
 Probabilities: the class margins are predicted (``predict_type="margin"``) and
 passed through a softmax, which is what ``multi:softprob`` computes and what a
 ``multi:softmax`` model (class ids only) would give as probabilities. The label
 is the arg-max margin, the class ``multi:softmax`` predicts.
+
+Two doors, one computation: :func:`predict` takes and returns pandas frames;
+:func:`predict_table` takes the Arrow table :func:`read_features_table` reads
+and returns an Arrow table, with no pandas object column on the way (the float32
+matrix is filled column by column from the Arrow buffers, the string features
+come dictionary-encoded from Parquet). For the same rows both give the same
+values, and :func:`write_predictions` writes the same bytes from either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +57,8 @@ from lensfeed.model import (
     LABELS,
     STRING_FEATURES,
     Unseen,
-    encode_columns,
+    category_lookup,
+    encode_category,
 )
 from lensfeed.schemas import FEED_PASSTHROUGH, TIMESTAMP
 
@@ -264,8 +272,165 @@ def load_model(path: str | Path, *, nthread: int | None = None) -> LoadedModel:
     )
 
 
-def encode(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Unseen]:
+#: What :func:`encode` reads: a pandas frame or an Arrow table.
+Features: TypeAlias = "pd.DataFrame | pa.Table"
+
+
+def _column_names(features: Features) -> list[str]:
+    if isinstance(features, pa.Table):
+        return list(features.column_names)
+    return list(features.columns)
+
+
+def _require(features: Features, names: Sequence[str], what: str) -> None:
+    present = set(_column_names(features))
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise KeyError(f"{what}: missing column(s) {', '.join(missing)}")
+
+
+def _nulls(chunk: pa.Array) -> npt.NDArray[np.intp]:
+    """The positions of the nulls of ``chunk``, from its validity bitmap."""
+    bitmap = chunk.buffers()[0]
+    if bitmap is None or not chunk.null_count:
+        return np.zeros(0, dtype=np.intp)
+    bits = np.frombuffer(bitmap, dtype=np.uint8)
+    valid = np.unpackbits(bits, count=chunk.offset + len(chunk), bitorder="little")
+    return np.flatnonzero(valid[chunk.offset :] == 0)
+
+
+def _arrow_numbers_into(out: npt.NDArray[Any], column: pa.ChunkedArray) -> None:
+    """Write a numeric, boolean or null Arrow column into ``out`` (a float column of the
+    matrix): booleans as 0/1, nulls as NaN, one chunk at a time.
+
+    Numbers come from the values buffer as it is, cast straight to ``out``'s dtype
+    in the copy (round to nearest, as NumPy's ``astype`` does; no float64 detour
+    for integers), then NaN goes where the validity bitmap says null.
+    """
+    start = 0
+    for chunk in column.chunks:
+        target = out[start : start + len(chunk)]
+        start += len(chunk)
+        kind = chunk.type
+        if pa.types.is_null(kind):
+            target.fill(np.nan)
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            dtype = np.dtype(kind.to_pandas_dtype())
+            offset = chunk.offset * dtype.itemsize
+            target[:] = np.frombuffer(chunk.buffers()[1], dtype, len(chunk), offset)
+            target[_nulls(chunk)] = np.nan  # a scatter: a masked write is several times slower
+        elif pa.types.is_boolean(kind):
+            as_float = chunk.cast(pa.from_numpy_dtype(out.dtype))
+            target[:] = as_float.to_numpy(zero_copy_only=False)
+        else:  # decimals and the like: as the pandas path converts them
+            target[:] = chunk.to_pandas().to_numpy(dtype=out.dtype, na_value=np.nan)
+
+
+def _positions(chunk: pa.Array) -> tuple[list[Any], npt.NDArray[Any]]:
+    """The distinct values of ``chunk`` and each row's position among them (nulls: one
+    past the last): its dictionary as it is, 0/1 for booleans, else dictionary-encoded."""
+    if pa.types.is_boolean(chunk.type):
+        positions = chunk.cast(pa.uint8())
+        return [False, True], positions.fill_null(2).to_numpy(zero_copy_only=False)
+    encoded = chunk if pa.types.is_dictionary(chunk.type) else chunk.dictionary_encode()
+    uniques = encoded.dictionary.to_pylist()
+    indices = encoded.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(uniques))
+    return uniques, indices.to_numpy(zero_copy_only=False)
+
+
+def _arrow_codes_into(
+    out: npt.NDArray[Any],
+    column: pa.ChunkedArray,
+    feature: str,
+    vocabulary: Sequence[str],
+    missing: float,
+) -> dict[str, int]:
+    """:func:`lensfeed.model.encode_category` of an Arrow column, written into ``out``.
+
+    Each distinct value of a chunk (see :func:`_positions`) is spelled by
+    :func:`~lensfeed.model.normalise_category` once, and the codes are taken
+    through a lookup table: one pass over the rows. Nulls, unknown values and
+    values spelled as null become ``missing``.
+
+    Returns:
+        The unknown values (as spelled) with their row counts.
+    """
+    unseen: dict[str, int] = {}
+    start = 0
+    for chunk in column.chunks:
+        uniques, positions = _positions(chunk)
+        lookup, unknown = category_lookup(feature, uniques, vocabulary, missing, out.dtype)
+        np.take(lookup, positions, out=out[start : start + len(chunk)])
+        start += len(chunk)
+        if unknown:
+            counts = np.bincount(positions, minlength=len(uniques) + 1)
+            for i, spelled in unknown.items():
+                if counts[i]:
+                    unseen[spelled] = unseen.get(spelled, 0) + int(counts[i])
+    return dict(sorted(unseen.items()))
+
+
+def _pandas_numbers_into(out: npt.NDArray[Any], column: pd.Series) -> None:
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        out[:] = column.to_numpy()  # cast in the copy, no temporary
+    else:  # nullable and object columns: NaN for nulls
+        out[:] = column.to_numpy(dtype=out.dtype, na_value=np.nan)
+
+
+def _codes_into(
+    out: npt.NDArray[Any],
+    features: Features,
+    name: str,
+    vocabulary: Sequence[str],
+    missing: float,
+) -> dict[str, int]:
+    """The codes of one categorical feature into ``out`` (``missing`` where none)."""
+    if isinstance(features, pa.Table):
+        return _arrow_codes_into(out, features.column(name), name, vocabulary, missing)
+    categorical, unknown = encode_category(features[name], name, vocabulary)
+    out[:] = categorical.codes
+    out[categorical.codes < 0] = missing
+    return unknown
+
+
+def _numbers_into(out: npt.NDArray[Any], features: Features, name: str) -> None:
+    if isinstance(features, pa.Table):
+        _arrow_numbers_into(out, features.column(name))
+    else:
+        _pandas_numbers_into(out, features[name])
+
+
+def _category_frame(model: LoadedModel, features: Features) -> tuple[pd.DataFrame, Unseen]:
+    """Numbers as float64 and categories as ``category`` columns of the model's vocabularies."""
+    rows = len(features)
+    columns: dict[str, Any] = {}
+    unseen: Unseen = {}
+    for name in model.feature_names:
+        if name not in model.vocabularies:
+            numbers = np.empty(rows, dtype=np.float64)
+            _numbers_into(numbers, features, name)
+            columns[name] = numbers
+            continue
+        vocabulary = model.vocabularies[name]
+        if vocabulary is None:
+            columns[name] = np.full(rows, np.nan)
+            continue
+        codes = np.empty(rows, dtype=np.int64)
+        unknown = _codes_into(codes, features, name, vocabulary, -1)
+        if unknown:
+            unseen[name] = unknown
+        columns[name] = pd.Categorical.from_codes(codes, categories=pd.Index(list(vocabulary)))
+    return pd.DataFrame(columns, copy=False), unseen
+
+
+def encode(model: LoadedModel, features: Features) -> tuple[Any, Unseen]:
     """The model's input for ``features``: what :meth:`Booster.inplace_predict` takes.
+
+    Args:
+        model: from :func:`load_model`.
+        features: a pandas frame or an Arrow table holding the model's features.
 
     Returns:
         A frame with ``category`` columns (categories stored in the model) or a
@@ -274,42 +439,93 @@ def encode(model: LoadedModel, features: pd.DataFrame) -> tuple[Any, Unseen]:
     Raises:
         KeyError: a feature column is missing.
     """
+    _require(features, model.feature_names, "features")
     if model.categories_stored:
-        frame, unknown = encode_columns(features, model.feature_names, model.vocabularies)
-        return pd.DataFrame(frame, index=features.index, copy=False), unknown
-    # column-major float32, filled one contiguous column at a time: XGBoost reads the
-    # strides, so no row-major copy is needed (float32 is what the booster compares)
-    columns, unseen = encode_columns(
-        features, model.feature_names, model.vocabularies, dtype=np.float32
-    )
-    matrix = np.empty((len(features), len(columns)), dtype=np.float32, order="F")
-    for i, column in enumerate(columns.values()):
-        if isinstance(column, pd.Categorical):
-            matrix[:, i] = column.codes
-            matrix[column.codes < 0, i] = np.nan
-        else:
-            matrix[:, i] = column
+        return _category_frame(model, features)
+    # column-major float32, each column written once, straight from the source's
+    # buffers: XGBoost reads the strides, so no row-major copy is needed (float32 is
+    # what the booster compares)
+    matrix = np.empty((len(features), len(model.feature_names)), dtype=np.float32, order="F")
+    unseen: Unseen = {}
+    for i, name in enumerate(model.feature_names):
+        column = matrix[:, i]
+        if name not in model.vocabularies:
+            _numbers_into(column, features, name)
+            continue
+        vocabulary = model.vocabularies[name]
+        if vocabulary is None:
+            column.fill(np.nan)
+            continue
+        unknown = _codes_into(column, features, name, vocabulary, np.nan)
+        if unknown:
+            unseen[name] = unknown
     return matrix, unseen
+
+
+def _softmax_by_class(
+    margins: npt.NDArray[Any],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]:
+    """Softmax of row-wise class margins, class-major, and the arg-max class of each row.
+
+    Returns:
+        ``(probabilities, class_ids)``: probabilities as a C-contiguous
+        ``(classes, rows)`` float64 array (each class a contiguous column of the
+        output), class ids the first class of largest margin, as ``argmax`` gives.
+    """
+    # class-major: each step runs over contiguous rows (a reduction along a short
+    # row axis is several times slower); sums in class order, as a row-wise sum does
+    by_class = np.ascontiguousarray(margins.T, dtype=np.float64)
+    n_class, rows = by_class.shape
+    if n_class < 2:
+        return np.ones_like(by_class), np.zeros(rows, dtype=np.int8)
+    peak = np.maximum(by_class[0], by_class[1])
+    for values in by_class[2:]:
+        np.maximum(peak, values, out=peak)
+    by_class -= peak
+    # the first class at the peak wins: count the classes before it (a masked
+    # write per class is several times slower)
+    before = by_class[0] != 0.0
+    class_ids = before.astype(np.int8)
+    for values in by_class[1:-1]:
+        before &= values != 0.0
+        class_ids += before
+    np.exp(by_class, out=by_class)
+    total = np.add(by_class[0], by_class[1])
+    for values in by_class[2:]:
+        total += values
+    by_class /= total
+    return by_class, class_ids
 
 
 def softmax(margins: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """Row-wise softmax of class margins, in float64."""
-    # class-major: each step runs over contiguous columns (a reduction along a short
-    # row axis is several times slower); sums in class order, as a row-wise sum does
-    by_class = margins.T.astype(np.float64)
-    if by_class.shape[0] == 0:
-        return by_class.T
-    peak = by_class[0].copy()
-    for values in by_class[1:]:
-        np.maximum(peak, values, out=peak)
-    by_class -= peak
-    np.exp(by_class, out=by_class)
-    total = by_class[0].copy()
-    for values in by_class[1:]:
-        total += values
-    by_class /= total
-    result: npt.NDArray[np.float64] = by_class.T
+    probabilities, _ = _softmax_by_class(margins)
+    result: npt.NDArray[np.float64] = probabilities.T
     return result
+
+
+def _scores(
+    model: LoadedModel, features: Features
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8], Unseen]:
+    """Encode, predict the margins, softmax: ``(probabilities by class, class ids, unseen)``."""
+    _require(features, ("post_id", *PASSTHROUGH), "predict")
+    data, unseen = encode(model, features)
+    n_rows, n_class = len(features), len(model.classes)
+    if n_rows:
+        margins = np.asarray(model.booster.inplace_predict(data, predict_type="margin"))
+        margins = margins.reshape(n_rows, n_class)
+    else:
+        margins = np.zeros((0, n_class), dtype=np.float32)
+    probabilities, class_ids = _softmax_by_class(margins)
+    if unseen:
+        _log.warning("unseen categorical values fed as missing: %s", unseen)
+    return probabilities, class_ids, unseen
+
+
+def _probability_rows(model: LoadedModel) -> list[tuple[str, int]]:
+    """``(output column, row of the probabilities)`` in :data:`PROBABILITIES` order."""
+    by_name = {name: k for k, name in enumerate(model.classes)}
+    return [(column, by_name[name]) for column, name in zip(PROBABILITIES, LABELS, strict=True)]
 
 
 def predict(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -328,43 +544,94 @@ def predict(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
     Raises:
         KeyError: a required column is missing.
     """
-    missing = [name for name in ("post_id", *PASSTHROUGH) if name not in features.columns]
-    if missing:
-        raise KeyError(f"predict: missing column(s) {', '.join(missing)}")
-    data, unseen = encode(model, features)
-    n_rows, n_class = len(features), len(model.classes)
-    if n_rows:
-        margins = np.asarray(model.booster.inplace_predict(data, predict_type="margin"))
-        margins = margins.reshape(n_rows, n_class)
-    else:
-        margins = np.zeros((0, n_class), dtype=np.float32)
-    probabilities = softmax(margins)
+    probabilities, class_ids, unseen = _scores(model, features)
     post_ids = features["post_id"].to_numpy()
     # one permutation applied to every output column, no frame copies; Arrow sorts
     # a million strings in a fraction of the time of NumPy's object sort
     order: Any = slice(None)
     if not features["post_id"].is_monotonic_increasing:
         order = pc.sort_indices(pa.array(post_ids, type=pa.string())).to_numpy()
-    by_name = dict(zip(model.classes, range(n_class), strict=True))
     out = {
         "post_id": post_ids[order],
-        "label": np.asarray(model.classes, dtype=object)[margins.argmax(axis=1)[order]],
-        **{
-            column: probabilities[order, by_name[name]]
-            for column, name in zip(PROBABILITIES, LABELS, strict=True)
-        },
+        "label": np.asarray(model.classes, dtype=object)[class_ids[order]],
+        **{column: probabilities[k][order] for column, k in _probability_rows(model)},
         **{name: features[name].array[order] for name in PASSTHROUGH},
     }
     result = pd.DataFrame(out, copy=False)
-    if unseen:
-        _log.warning("unseen categorical values fed as missing: %s", unseen)
     result.attrs["unseen_categories"] = unseen
     return result
 
 
-def write_predictions(predictions: pd.DataFrame, path: Path) -> None:
-    """Write predictions as Parquet in :data:`PREDICTIONS_SCHEMA`; equal frames give
-    equal bytes (no pandas metadata)."""
-    table = pa.Table.from_pandas(predictions, schema=PREDICTIONS_SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata(None)
+def _is_sorted(values: pa.ChunkedArray) -> bool:
+    """Whether ``values`` holds no null and never decreases (strings by code point)."""
+    if values.null_count:
+        return False
+    if len(values) < 2:
+        return True
+    return bool(pc.all(pc.less_equal(values[:-1], values[1:])).as_py())
+
+
+def predict_table(model: LoadedModel, features: pa.Table) -> tuple[pa.Table, Unseen]:
+    """:func:`predict` from and to Arrow: no pandas objects, no string round trips.
+
+    Args:
+        model: from :func:`load_model`.
+        features: as for :func:`predict` (e.g. from :func:`read_features_table`).
+
+    Returns:
+        The predictions in :data:`PREDICTIONS_SCHEMA`, the same values as
+        :func:`predict` gives for ``features.to_pandas()``; and the unknown
+        categorical values.
+
+    Raises:
+        KeyError: a required column is missing.
+    """
+    probabilities, class_ids, unseen = _scores(model, features)
+    post_ids = features.column("post_id")
+    order = None if _is_sorted(post_ids) else pc.sort_indices(post_ids)
+
+    def take(values: Any) -> Any:
+        return values if order is None else values.take(order)
+
+    labels = pa.DictionaryArray.from_arrays(
+        pa.array(class_ids, type=pa.int8()), pa.array(model.classes, type=pa.string())
+    )
+    columns: dict[str, Any] = {
+        "post_id": take(post_ids),
+        "label": take(labels),
+        **{column: take(pa.array(probabilities[k])) for column, k in _probability_rows(model)},
+        **{name: take(features.column(name)) for name in PASSTHROUGH},
+    }
+    arrays = [
+        columns[f.name] if columns[f.name].type == f.type else columns[f.name].cast(f.type)
+        for f in PREDICTIONS_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=PREDICTIONS_SCHEMA), unseen
+
+
+def read_features_table(directory: Path) -> pa.Table:
+    """Every ``*.parquet`` part under ``directory``, in name order, as one Arrow table.
+
+    The string features that are not passed through (only ever coded against a
+    vocabulary) are read dictionary-encoded, as Parquet stores them.
+
+    Raises:
+        FileNotFoundError: no part (the features stage always writes one).
+    """
+    parts = sorted(directory.glob("*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"no *.parquet feature files under {directory}")
+    coded = sorted(STRING_FEATURES.difference(PASSTHROUGH))
+    tables = [pq.read_table(part, read_dictionary=coded) for part in parts]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def write_predictions(predictions: pd.DataFrame | pa.Table, path: Path) -> None:
+    """Write predictions as Parquet in :data:`PREDICTIONS_SCHEMA`; equal rows give
+    equal bytes, from a frame or a table (no pandas metadata, one chunk per column)."""
+    if isinstance(predictions, pa.Table):
+        table = predictions.select(PREDICTIONS_SCHEMA.names).cast(PREDICTIONS_SCHEMA)
+    else:
+        table = pa.Table.from_pandas(predictions, schema=PREDICTIONS_SCHEMA, preserve_index=False)
+    table = table.combine_chunks().replace_schema_metadata(None)
     pq.write_table(table, path, compression="zstd", compression_level=3, write_statistics=True)

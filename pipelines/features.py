@@ -1,14 +1,17 @@
 """Pipeline ``features``: one row of model features per post known so far (PySpark API).
 
 Inputs (one datum, the cross of):
-  posts  repo ``ingest``, glob ``/public_profile_post``: ``<posts>/public_profile_post/dtime=<T>/*.parquet``
-  stats  repo ``ingest``, glob ``/public_publication_stats``: the same layout
-  trust  repo ``trust``, glob ``/``: ``<trust>/trust.parquet`` (absent -> null trust)
+  compact  repo ``compact``, glob ``/``: each day's current posts and stats
+  history  repo ``history``, glob ``/``: every day merged, as of the last daily trigger
+  trust    repo ``trust``, glob ``/``: ``<trust>/trust.parquet`` (absent -> null trust)
+The current posts and stats are the history plus the days it does not hold
+(:func:`lensfeed.compact.current_state`): the same rows as deduplicating every
+ingested partition, at the cost of the days since the last merge.
 Output: ``<out>/features/part-NNNNN.parquet``, one row per current post or
 mirror, sorted by ``post_id`` (columns: ``lensfeed.features.FEATURE_COLUMNS``).
-``feature_time`` is the newest ``dtime`` of the inputs, never the wall clock.
+``feature_time`` is the newest ingest tick of the inputs, never the wall clock.
 Idempotent: the same inputs give byte-identical files, on either engine.
-Without any post partition it writes nothing and opens no session.
+Without any post it writes nothing.
 
 Engine: ``FEATURES_ENGINE`` = ``duckdb`` (default: the PySpark DataFrame code
 runs in-process on DuckDB through sqlframe, no JVM) or ``spark`` (``SPARK_MASTER``
@@ -21,31 +24,35 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lensfeed import compact
 from lensfeed import features as feat
-from lensfeed.frames import close_session, materialize, open_session
-from lensfeed.schemas import POSTS, STATS
+from lensfeed.frames import close_session, open_session
+from lensfeed.schemas import POSTS
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="features", description=__doc__)
-    for name in ("posts", "stats", "trust", "out"):
+    parser = argparse.ArgumentParser(prog="features", description=__doc__.splitlines()[0])
+    for name in ("compact", "history", "trust", "out"):
         parser.add_argument(f"--{name}", type=Path, required=True, help=f"/pfs/{name}")
     parser.add_argument("--rows-per-part", type=int, default=feat.ROWS_PER_PART)
     return parser
 
 
-def _run(args: argparse.Namespace, spark: Any, feature_time: datetime) -> list[Path]:
-    posts = feat.read_partitions(spark, args.posts / POSTS)
-    stats = feat.read_partitions(spark, args.stats / STATS)
-    posts = materialize(feat.current_posts(feat.project(posts, feat.POST_INPUT_COLUMNS, "posts")))
-    stats = materialize(feat.current_stats(feat.project(stats, feat.STATS_INPUT_COLUMNS, "stats")))
-    trust = feat.read_trust(spark, args.trust / "trust.parquet")
-    table = feat.post_features(posts, stats, trust, feature_time)
-    return feat.write_features(table, args.out, rows_per_part=args.rows_per_part)
+def _run(args: argparse.Namespace, session: Any) -> str:
+    state = compact.current_state(session, args.compact, args.history)
+    if state.feature_time is None or not compact.day_files(args.compact, POSTS):
+        return f"no post under {args.compact}; nothing to do"
+    trust = feat.read_trust(session, args.trust / "trust.parquet")
+    table = feat.post_features(state.posts, state.stats, trust, state.feature_time)
+    paths = feat.write_features(table, args.out, rows_per_part=args.rows_per_part)
+    recent = sorted({day for days in state.recent_days.values() for day in days})
+    return (
+        f"{len(paths)} file(s) at feature_time {state.feature_time:%Y-%m-%dT%H:%M:%SZ}; "
+        f"days merged here: {', '.join(recent) or 'none'}"
+    )
 
 
 def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
@@ -53,25 +60,16 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     of ``$FEATURES_ENGINE`` is opened and closed."""
     args = _parser().parse_args(argv)
     began = time.perf_counter()
+    session = spark if spark is not None else open_session("features")
     try:
-        post_times = feat.partition_times(args.posts / POSTS)
-        if not post_times:
-            print(f"features: no partition under {args.posts / POSTS}; nothing to do")
-            return 0
-        feature_time = feat.feature_time_of(post_times, feat.partition_times(args.stats / STATS))
-        session = spark if spark is not None else open_session("features")
-        try:
-            paths = _run(args, session, feature_time)
-        finally:
-            if spark is None:
-                close_session(session)
+        summary = _run(args, session)
     except (KeyError, ValueError) as exc:
         print(f"features: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    print(
-        f"features: {len(paths)} file(s) at feature_time {feature_time:%Y-%m-%dT%H:%M:%SZ} "
-        f"in {time.perf_counter() - began:.1f} s"
-    )
+    finally:
+        if spark is None:
+            close_session(session)
+    print(f"features: {summary} ({time.perf_counter() - began:.1f} s)")
     return 0
 
 

@@ -13,6 +13,9 @@ model yet (the model pipeline has not produced one, or failed) it writes
 nothing and says so: an empty output commit leaves the feed as it is, where a
 failure would only mark the commit failed. Unknown categorical values are
 reported and fed as missing. ``XGB_NTHREAD`` sets the threads (default 2).
+
+The features are read as Arrow and stay Arrow to the written file
+(``lensfeed.predict.predict_table``): no pandas object columns on the way.
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from lensfeed import pfs
-from lensfeed.model import read_features
-from lensfeed.predict import ModelError, load_model, predict, write_predictions
+from lensfeed.predict import (
+    ModelError,
+    load_model,
+    predict_table,
+    read_features_table,
+    write_predictions,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,16 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         model = load_model(model_path, nthread=int(pfs.optional_env("XGB_NTHREAD", "2")))
-        predictions = predict(model, read_features(args.features / "features"))
-    except (ModelError, KeyError, ValueError, FileNotFoundError) as exc:
+        features = read_features_table(args.features / "features")
+        predictions, unseen = predict_table(model, features)
+    except (ModelError, KeyError, ValueError, FileNotFoundError, pa.ArrowException) as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     write_predictions(predictions, args.out / "predictions.parquet")
-    counts = predictions["label"].value_counts().to_dict()
-    unseen = predictions.attrs.get("unseen_categories") or {}
+    labels = pc.value_counts(predictions.column("label")).to_pylist()
+    counts = {c["values"]: c["counts"] for c in sorted(labels, key=lambda c: -c["counts"])}
     print(
-        f"predict: {len(predictions)} posts labelled with {model_path} {counts}"
+        f"predict: {predictions.num_rows} posts labelled with {model_path} {counts}"
         + (f"; unseen categories fed as missing: {unseen}" if unseen else "")
     )
     return 0

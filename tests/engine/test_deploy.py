@@ -28,7 +28,17 @@ from pachlocal.deploy import DeployError, Step, apply, connect, plan
 from pachlocal.secrets import SecretError
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ["ingest", "eigentrust", "trust", "features", "model", "predict", "feed"]
+ORDER = [
+    "ingest",
+    "compact",
+    "eigentrust",
+    "history",
+    "trust",
+    "features",
+    "model",
+    "predict",
+    "feed",
+]
 PG_DSN = "postgresql://feed:pg-s3cret-value@db:5432/lens"
 SA_JSON = '{"type": "service_account", "private_key": "sa-s3cret-key"}'
 SECRET_VALUES = (PG_DSN, "pg-s3cret-value", "sa-s3cret-key", "lens-bucket-x")
@@ -253,7 +263,7 @@ def test_plan_secret_steps_show_names_and_keys_only(secrets_dir: Path) -> None:
         ("lens-gcs", "keys: bucket, emulator_host, prefix, service-account.json"),
         ("lens-postgres", "keys: dsn"),
     ]
-    assert [s.kind for s in steps] == ["secret", "secret"] + ["pipeline"] * 7
+    assert [s.kind for s in steps] == ["secret", "secret"] + ["pipeline"] * len(ORDER)
     text = "\n".join(s.describe() + repr(s) for s in steps)
     _assert_no_values(text)
 
@@ -288,9 +298,9 @@ def test_deploy_sends_what_pachctl_would(
         capsys, "--pachd", f"grpc://127.0.0.1:{pachd.port}", "--secrets", str(secrets_dir)
     )
     assert (rc, err) == (0, "")
-    assert (
-        pachd.methods == ["GetVersion", "CreateSecret", "CreateSecret"] + ["CreatePipelineV2"] * 7
-    )
+    assert pachd.methods == ["GetVersion", "CreateSecret", "CreateSecret"] + [
+        "CreatePipelineV2"
+    ] * len(ORDER)
     gcs, pg = pachd.requests("CreateSecret")
     # the filled files' bytes, as written (pachctl create secret -f)
     assert gcs.file == (secrets_dir / "lens-gcs.json").read_bytes()
@@ -308,7 +318,7 @@ def test_deploy_sends_what_pachctl_would(
         assert request.create_pipeline_request_json == spec_text
         assert (request.update, request.reprocess, request.dry_run) == (False, False, False)
     assert out.splitlines() == [
-        f"pachd 2.11.4 at 127.0.0.1:{pachd.port}: 9 step(s)",
+        f"pachd 2.11.4 at 127.0.0.1:{pachd.port}: {2 + len(ORDER)} step(s)",
         "secret lens-gcs: created",
         "secret lens-postgres: created",
         *[f"pipeline {n}: created" for n in ORDER],
@@ -331,10 +341,9 @@ def test_update_replaces_secrets_and_updates_pipelines(
         "--reprocess",
     )
     assert (rc, err) == (0, "")
-    assert (
-        pachd.methods
-        == ["GetVersion"] + ["DeleteSecret", "CreateSecret"] * 2 + ["CreatePipelineV2"] * 7
-    )
+    assert pachd.methods == ["GetVersion"] + ["DeleteSecret", "CreateSecret"] * 2 + [
+        "CreatePipelineV2"
+    ] * len(ORDER)
     assert [r.secret.name for r in pachd.requests("DeleteSecret")] == ["lens-gcs", "lens-postgres"]
     assert _decoded(pachd.secrets["lens-postgres"]) == {"dsn": PG_DSN.encode()}
     for request in pachd.requests("CreatePipelineV2"):
@@ -353,7 +362,7 @@ def test_existing_pipeline_without_update_stops_with_a_hint(
         "pachlocal: pipeline eigentrust: pachd ALREADY_EXISTS: pipeline eigentrust already "
         "exists (rerun with --update)\n"
     )
-    assert pachd.methods == ["GetVersion"] + ["CreatePipelineV2"] * 2  # ingest, eigentrust
+    assert pachd.methods == ["GetVersion"] + ["CreatePipelineV2"] * 3  # ingest, compact, eigentrust
 
 
 def test_existing_repos_and_secrets_are_kept(
@@ -415,7 +424,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(
     assert (rc, err) == (0, "")
     assert pachd.calls == []
     lines = out.splitlines()
-    assert lines[0] == "dry run: 9 step(s), nothing sent to pachd"
+    assert lines[0] == f"dry run: {2 + len(ORDER)} step(s), nothing sent to pachd"
     assert lines[1] == (
         f"update secret lens-gcs from {secrets_dir / 'lens-gcs.json'} "
         "(keys: bucket, emulator_host, prefix, service-account.json)"
@@ -428,7 +437,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(
 def test_dry_run_needs_no_address(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = _run(capsys, "--dry-run")
     assert (rc, err) == (0, "")
-    assert len(out.splitlines()) == 8
+    assert len(out.splitlines()) == 1 + len(ORDER)
 
 
 def test_malformed_secret_is_rejected_before_anything_is_sent(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lensfeed import compact
 from lensfeed.generate import generate_dataset, plan_exports
 from lensfeed.schemas import POSTS, PROFILES, STATS
 
@@ -27,6 +30,34 @@ def write_features_inputs(
             directory.mkdir(parents=True, exist_ok=True)
             pq.write_table(obj.table_data, directory / obj.name.rsplit("/", 1)[1])
     write_trust(root / "trust", dataset[PROFILES].column("profile_id").to_pylist()[::trust_every])
+
+
+def compact_days(session: Any, ingest: Path, out: Path) -> list[str]:
+    """Run the ``compact`` step over ``ingest``'s partitions into ``out``, one UTC day at a
+    time, each day's partitions alone as its group datum mounts them; the days, in order."""
+    by_day: dict[str, dict[str, list[Path]]] = {}
+    for table in (POSTS, STATS):
+        for folder in sorted((ingest / table).glob("dtime=*")):
+            by_day.setdefault(folder.name[6:16], {}).setdefault(table, []).append(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for tables in by_day.values():
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            inputs = {}
+            for table in (POSTS, STATS):
+                inputs[table] = Path(tmp) / table
+                inputs[table].mkdir()
+                for folder in tables.get(table, []):
+                    (inputs[table] / folder.name).symlink_to(folder)
+            compact.compact_day(session, inputs, out)
+    return sorted(by_day)
+
+
+def features_layout(session: Any, root: Path) -> dict[str, Path]:
+    """``root/compact`` from ``root/ingest`` and an empty ``root/history``: the features
+    step's inputs (with ``root/trust``) before any daily merge."""
+    compact_days(session, root / "ingest", root / "compact")
+    (root / "history").mkdir(exist_ok=True)
+    return {name: root / name for name in ("compact", "history", "trust")}
 
 
 def write_trust(directory: Path, ids: Sequence[str]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +22,7 @@ from lensfeed import frames
 from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES, TIMESTAMP
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
-from tests.lens.layouts import write_features_inputs
+from tests.lens.layouts import compact_days, features_layout, write_features_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_TIME = datetime(2024, 5, 10, tzinfo=UTC)
@@ -511,25 +514,25 @@ def test_partition_times_names_a_foreign_entry(tmp_path: Path) -> None:
 # the entry point
 
 
-def _args(root: Path, out: str, *extra: str) -> list[str]:
-    paths = {"posts": "ingest", "stats": "ingest", "trust": "trust", "out": out}
-    return [*[a for name, path in paths.items() for a in (f"--{name}", str(root / path))], *extra]
+def _args(root: Path, out: str, *extra: str, **dirs: Path) -> list[str]:
+    """``root``'s compact, history and trust (``dirs`` replaces some), output ``root/out``."""
+    paths = {n: root / n for n in ("compact", "history", "trust")} | dirs | {"out": root / out}
+    return [*[a for name, path in paths.items() for a in (f"--{name}", str(path))], *extra]
 
 
 @pytest.mark.parametrize("layout", ["absent", "empty", "stats only"])
-def test_no_post_partition_exits_without_opening_a_session(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+def test_no_post_day_writes_nothing(
+    session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
 ) -> None:
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("no session may open without data")
-
-    monkeypatch.setattr(entry, "open_session", refuse)
-    if layout != "absent":
-        (tmp_path / "ingest" / POSTS).mkdir(parents=True)
-    if layout == "stats only":
+    if layout == "empty":
+        (tmp_path / "compact").mkdir()
+    if layout == "stats only":  # a day compacted from a stats partition alone
         write_partition(tmp_path / "ingest", STATS, T1, [stat("0x01-0x01")])
+        assert compact_days(session, tmp_path / "ingest", tmp_path / "compact") == ["2024-05-09"]
+    (tmp_path / "history").mkdir()
     (tmp_path / "out").mkdir()
-    assert entry.main(_args(tmp_path, "out")) == 0
+    assert entry.main(_args(tmp_path, "out"), spark=session) == 0
+    assert "nothing to do" in capsys.readouterr().out
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -546,11 +549,7 @@ def test_spec_is_valid_and_runs_the_entry_point() -> None:
     inputs = {
         i["pfs"]["name"]: (i["pfs"]["repo"], i["pfs"]["glob"]) for i in spec["input"]["cross"]
     }
-    assert inputs == {
-        "posts": ("ingest", "/public_profile_post"),
-        "stats": ("ingest", "/public_publication_stats"),
-        "trust": ("trust", "/"),
-    }
+    assert inputs == {name: (name, "/") for name in ("compact", "history", "trust")}
     for name in inputs:
         assert cmd[cmd.index(f"--{name}") + 1] == f"/pfs/{name}"
     assert cmd[cmd.index("--out") + 1] == "/pfs/out"
@@ -558,16 +557,17 @@ def test_spec_is_valid_and_runs_the_entry_point() -> None:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~500 generated posts in ingest's layout, and a trust file covering half the profiles."""
+def generated(session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~500 posts in ingest's layout, compacted per day, an empty history, half trusted."""
     root = tmp_path_factory.mktemp("generated")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
     write_features_inputs(root, 500, 11, start, end, trust_every=2)
+    features_layout(session, root)
     return root
 
 
 def pandas_features(root: Path) -> pd.DataFrame:
-    """The same features computed independently with pandas, one row per post."""
+    """The same features computed with pandas from the raw ingest partitions, one per post."""
 
     def table(name: str) -> pd.DataFrame:
         parts = []
@@ -621,11 +621,12 @@ def read_dir(directory: Path) -> dict[str, bytes]:
 
 
 def set_threads(session: Any, count: int) -> int:
-    """Set DuckDB's worker threads (``DUCKDB_THREADS``) on a live session; the old count."""
+    """Set DuckDB's worker threads (``DUCKDB_THREADS``) on a live session; the old count.
+    Results are fetched whole: DuckDB refuses ``register`` while one is unfinished."""
     conn = session._conn
-    (before,) = conn.execute("SELECT current_setting('threads')").fetchone()
+    ((before,),) = conn.execute("SELECT current_setting('threads')").fetchall()
     conn.execute(f"SET threads = {count}")
-    assert conn.execute("SELECT current_setting('threads')").fetchone() == (count,)
+    assert conn.execute("SELECT current_setting('threads')").fetchall() == [(count,)]
     return int(before)
 
 
@@ -645,6 +646,7 @@ def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(
     assert list(first) == ["features/part-00000.parquet"]
     assert first == second
 
+    # compaction and features together against pandas over every raw ingest partition
     got = pq.read_table(generated / "out1" / "features" / "part-00000.parquet")
     assert got.schema == feat.FEATURES_SCHEMA
     frame = got.to_pandas()
@@ -668,8 +670,46 @@ def test_entry_point_splits_parts_by_row_count(session: Any, generated: Path) ->
     assert [p.name for p in files] == [f"part-0000{k}.parquet" for k in range(3)]
     assert [pq.ParquetFile(p).metadata.num_rows for p in files] == [200, 200, 100]
     assert list((generated / "parts").iterdir()) == [generated / "parts" / "features"]
-    whole = pq.read_table(generated / "out1" / "features" / "part-00000.parquet")
+    assert entry.main(_args(generated, "whole"), spark=session) == 0  # standalone: not out1
+    whole = pq.read_table(generated / "whole" / "features" / "part-00000.parquet")
     assert pa.concat_tables([pq.read_table(p) for p in files]).equals(whole)
+
+
+@pytest.mark.parametrize("case", ["all but the last day", "every day", "stale"])
+def test_a_history_changes_no_byte(
+    session: Any, generated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    compact, merged = tmp_path / "compact", tmp_path / "merged"
+    shutil.copytree(generated / "compact", compact)
+    days = sorted(p.name.removeprefix("day=") for p in (compact / POSTS).iterdir())
+    assert len(days) > 2
+    shutil.copytree(compact, merged)
+    if case == "all but the last day":  # the daily merge ran before the newest day came
+        for folder in merged.glob(f"*/day={days[-1]}"):
+            shutil.rmtree(folder)
+        (merged / "_ticks" / f"{days[-1]}.json").unlink()
+    argv = ["--compact", str(merged), "--out", str(tmp_path / "history")]
+    assert load_entry_point("history").main(argv, session=session) == 0
+    if case == "stale":  # a day re-ingested after the merge: a post seen on no other day is gone
+        files = sorted(compact.glob(f"{POSTS}/day=*/part-00000.parquet"))
+        ids = [set(pq.ParquetFile(f).read(["post_id"])["post_id"].to_pylist()) for f in files]
+        seen = Counter(i for s in ids for i in s)
+        k, dropped = next((k, i) for k, s in enumerate(ids) for i in sorted(s) if seen[i] == 1)
+        table = pq.ParquetFile(files[k]).read()
+        pq.write_table(table.filter(pc.not_equal(table["post_id"], dropped)), files[k])
+    (tmp_path / "empty").mkdir()
+    here: dict[str, list[str]] = {}
+    for out, history in [("held", tmp_path / "history"), ("empty", tmp_path / "empty")]:
+        argv = _args(tmp_path, f"out-{out}", trust=generated / "trust", history=history)
+        assert entry.main(argv, spark=session) == 0
+        summary = capsys.readouterr().out.splitlines()[-1]  # "...; days merged here: D, D (T s)"
+        here[out] = summary.partition("days merged here: ")[2].rpartition(" (")[0].split(", ")
+    # the days merged here show the history was read, or (stale) ignored
+    held = {"all but the last day": days[-1:], "every day": ["none"], "stale": days}[case]
+    assert here == {"held": held, "empty": days}
+    assert read_dir(tmp_path / "out-held") == read_dir(tmp_path / "out-empty")
+    got = pq.read_table(tmp_path / "out-held" / "features")["post_id"].to_pylist()
+    assert len(got) == 500 if case != "stale" else len(got) == 499 and dropped not in got
 
 
 def test_write_features_refuses_a_repeated_post_id(
@@ -687,8 +727,8 @@ def test_write_features_needs_whole_row_groups_per_part(tmp_path: Path) -> None:
         feat.write_features(None, tmp_path, rows_per_part=100, row_group_rows=64)
 
 
-def test_entry_point_reports_a_missing_column(
-    session: Any, generated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_compact_reports_a_missing_column(
+    session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "ingest"
     write_partition(bad, POSTS, T1, [post("0x01-0x01", "2024-05-01")])
@@ -697,10 +737,11 @@ def test_entry_point_reports_a_missing_column(
         pa.table({"publication_id": ["0x01-0x01"], "dtime_x": [1]}),
         bad / STATS / "dtime=2024-05-09T01:00:00Z" / "x.parquet",
     )
-    assert entry.main(_args(tmp_path, "out"), spark=session) == 1
+    argv = ["--posts", str(bad), "--stats", str(bad), "--out", str(tmp_path / "compact")]
+    assert load_entry_point("compact").main(argv, session=session) == 1
     # the inputs are projected first: every missing column is named, in the order read
     assert capsys.readouterr().err == (
-        "features: error: stats is missing column(s): total_amount_of_collects, "
+        "compact: error: public_publication_stats is missing column(s): total_amount_of_collects, "
         "total_amount_of_mirrors, total_amount_of_comments, total_upvotes, total_downvotes, "
         "datastream_metadata.source_timestamp, datastream_metadata.uuid\n"
     )

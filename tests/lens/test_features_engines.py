@@ -1,16 +1,19 @@
 """The features step gives the same bytes on DuckDB (sqlframe) and on Spark.
 
-Both engines run ``pipelines/features.py`` over the same awkward inputs: a
+Both engines run the steps ``compact``, ``history`` and ``features`` (with and
+without a history) over the same awkward inputs: a
 generated history plus hand-made partitions with nulls, ties, zero maxima,
 duplicate and late exports, ids that differ only by case or by a non-ASCII
-character, a repeated and a NaN trust score. The output files must be equal
-byte for byte (so equal frames, schema and row order).
+character, a repeated and a NaN trust score. Every step's files must be equal
+byte for byte (so equal frames, schema and row order), and the features must
+not depend on what the history holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +27,10 @@ from lensfeed import frames
 from lensfeed.features import FEATURES_SCHEMA
 from lensfeed.schemas import POSTS, STATS, TABLES
 from tests.lens.entry_points import load_entry_point
-from tests.lens.layouts import write_features_inputs
+from tests.lens.layouts import compact_days, write_features_inputs
 
 entry = load_entry_point("features")
+history = load_entry_point("history")
 
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
 LATE = datetime(2024, 5, 3, 1, tzinfo=UTC)
@@ -134,22 +138,39 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(root: Path, engine: str, out: str, extra: list[str] | None = None) -> dict[str, bytes]:
+def _files(folder: Path) -> dict[str, bytes]:
+    paths = sorted(folder.rglob("*"))
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+
+
+def _run(root: Path, engine: str) -> dict[str, dict[str, bytes]]:
+    """compact (every day), history (every day but the last), then features twice:
+    with that history and with none; each step's files by name."""
+    work = root / engine
     session = frames.open_session("tests", engine)
     try:
-        argv = ["--out", str(root / out), *(extra or [])]
-        for name, repo in (("posts", "ingest"), ("stats", "ingest"), ("trust", "trust")):
-            argv += [f"--{name}", str(root / repo)]
-        assert entry.main(argv, spark=session) == 0
+        days = compact_days(session, root / "ingest", work / "compact")
+        partial = work / "compact-partial"
+        shutil.copytree(work / "compact", partial)
+        for folder in partial.glob(f"*/day={days[-1]}"):
+            shutil.rmtree(folder)
+        assert (
+            history.main(["--compact", str(partial), "--out", str(work / "history")], session) == 0
+        )
+        (work / "no-history").mkdir()
+        for name in ("history", "no-history"):
+            argv = ["--out", str(work / f"out-{name}"), "--rows-per-part", "131072"]
+            argv += ["--compact", str(work / "compact"), "--history", str(work / name)]
+            assert entry.main([*argv, "--trust", str(root / "trust")], spark=session) == 0
     finally:
         frames.close_session(session)
-    files = sorted((root / out).rglob("*"))
-    return {p.relative_to(root / out).as_posix(): p.read_bytes() for p in files if p.is_file()}
+    names = ("compact", "history", "out-history", "out-no-history")
+    return {name: _files(work / name) for name in names}
 
 
 @pytest.fixture(scope="module")
-def duckdb_output(inputs: Path) -> dict[str, bytes]:
-    return _run(inputs, "duckdb", "out-duckdb", ["--rows-per-part", "131072"])
+def duckdb_output(inputs: Path) -> dict[str, dict[str, bytes]]:
+    return _run(inputs, "duckdb")
 
 
 @pytest.fixture
@@ -164,26 +185,33 @@ def _digest(files: dict[str, bytes]) -> dict[str, str]:
 
 
 def test_duckdb_output_covers_the_awkward_cases(inputs, duckdb_output):
-    table = pq.read_table(inputs / "out-duckdb" / "features")
+    table = pq.read_table(inputs / "duckdb" / "out-history" / "features")
     assert table.schema == FEATURES_SCHEMA
     rows = {r["post_id"]: r for r in table.to_pylist()}
     assert rows["0xzero-0x01"]["max_age"] == 0 and rows["0xzero-0x01"]["post_score"] == 0.0
     assert rows["0xtie-0x01"]["language"] == "fr"  # the larger uuid of a tie
     assert rows["0xtie-0x01"]["collects"] == 5  # the newest partition of a change-time tie
     assert rows["0xtie-0x01"]["followship_score"] == 0.9
+    assert rows["0xtie-0x02"]["language"] == "it"  # posts: the newest partition wins
     ids = table.column("post_id").to_pylist()
     assert ids == sorted(ids, key=lambda s: s.encode())  # byte order, not a collation
     assert {"0xAB-0x01", "0xab-0x01", "0xé-0x01"} <= set(ids)
 
 
+def test_the_history_changes_no_byte_of_the_features(duckdb_output):
+    assert duckdb_output["history"]  # it did hold every day but the last
+    assert duckdb_output["out-history"] == duckdb_output["out-no-history"]
+
+
 @pytest.mark.spark
 def test_spark_writes_the_same_bytes_as_duckdb(inputs, duckdb_output, local_spark):
-    spark_output = _run(inputs, "spark", "out-spark", ["--rows-per-part", "131072"])
-    assert list(spark_output) == list(duckdb_output) == ["features/part-00000.parquet"]
-    if spark_output != duckdb_output:  # say which rows differ before failing
-        ours = pq.read_table(inputs / "out-duckdb" / "features")
-        theirs = pq.read_table(inputs / "out-spark" / "features")
-        assert theirs.schema == ours.schema
-        for name in ours.column_names:
-            assert theirs.column(name).to_pylist() == ours.column(name).to_pylist(), name
-    assert _digest(spark_output) == _digest(duckdb_output)
+    spark_output = _run(inputs, "spark")
+    assert list(spark_output["out-history"]) == ["features/part-00000.parquet"]
+    for step, files in duckdb_output.items():
+        if spark_output[step] != files and step.startswith("out"):  # say which rows differ
+            ours = pq.read_table(inputs / "duckdb" / step / "features")
+            theirs = pq.read_table(inputs / "spark" / step / "features")
+            assert theirs.schema == ours.schema
+            for name in ours.column_names:
+                assert theirs.column(name).to_pylist() == ours.column(name).to_pylist(), name
+        assert _digest(spark_output[step]) == _digest(files), step

@@ -108,3 +108,11 @@ def test_sorted_batches_stream_in_key_order(session):
     batches = list(frames.sorted_batches(frames.from_arrow(session, table), "k", 256, Path("-")))
     assert max(b.num_rows for b in batches) <= 256
     assert pa.Table.from_batches(batches).column("k").to_pylist() == sorted(table["k"].to_pylist())
+
+
+def test_a_result_pending_on_the_session_does_not_block_new_frames(session):
+    pending = session._conn.execute("SELECT * FROM range(10)")
+    assert pending.fetchone() == (0,)  # nine rows left unread
+    frame = frames.from_arrow(session, pa.table({"k": ["a"]}))
+    assert frames.view(frame).toArrow().to_pylist() == [{"k": "a"}]
+    assert frames.materialize(frame).count() == 1

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
 from psycopg import sql
 
@@ -147,6 +148,53 @@ def test_replace_feed_round_trips_copy_special_characters_and_extreme_floats(con
     assert [math.copysign(1, v) for v in got["v"]] == [math.copysign(1, v) for v in expected["v"]]
 
 
+def test_replace_feed_writes_every_float_bit_for_bit(conn, monkeypatch):
+    # binary COPY: what is read back is the very double that was sent, across slices
+    monkeypatch.setattr(pg, "_COPY_ROWS", 1000)
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**63, 5000, dtype=np.uint64) | (
+        rng.integers(0, 2, 5000, dtype=np.uint64) << np.uint64(63)
+    )
+    values = bits.view(np.float64)
+    values = values[np.isfinite(values)]
+    ids = [f"p{i:05d}" for i in range(len(values))]
+    pg.replace_feed(conn, "a", pd.DataFrame({"post_id": ids, "v": values}), RUN)
+    got = whole_feed(conn)
+    assert got["post_id"].tolist() == ids
+    assert got["v"].to_numpy().view(np.uint64).tolist() == values.view(np.uint64).tolist()
+
+
+def test_replace_feed_writes_what_a_text_copy_of_the_same_rows_writes(conn):
+    ids = ["tab\there", "é🙂", "plain", "\\N", "x" * 300]
+    values = [0.1, -0.0, 5e-324, 1 / 3, 1e300]
+    text_copy = "COPY feed (strategy_name, post_id, v) FROM STDIN"
+    with conn.transaction(), conn.cursor() as cur, cur.copy(text_copy) as copy:
+        for post_id, v in zip(ids, values, strict=True):
+            copy.write_row(("b", post_id, v))
+    pg.replace_feed(conn, "a", pd.DataFrame({"post_id": ids, "v": values}), RUN)
+    rows = conn.execute(
+        'SELECT strategy_name, post_id, v::text, v FROM feed ORDER BY post_id COLLATE "C", strategy_name'
+    ).fetchall()
+    ours = [r[1:] for r in rows if r[0] == "a"]
+    theirs = [r[1:] for r in rows if r[0] == "b"]
+    assert ours == theirs
+    assert [post_id for post_id, *_ in ours] == sorted(ids, key=str.encode)
+
+
+def test_a_null_is_refused_before_anything_is_sent(conn):
+    pg.replace_feed(conn, "a", feed_rows(["p1"]), RUN)
+    before = whole_feed(conn)
+    refused = pytest.raises(ValueError, match="COPY feed: column post_id holds nulls")
+    with conn.transaction(), conn.cursor() as cur, refused:
+        pg._copy_columns(
+            cur,
+            pg.FEED,
+            pg.FEED_COLUMNS,
+            (pa.scalar("a"), pa.array(["p2", None]), pa.array([1.0, 2.0])),
+        )
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+
+
 def test_replace_feed_rolls_back_when_copy_fails_midway(conn, monkeypatch):
     pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
     pg.replace_feed(conn, "b", feed_rows(["q1"]), RUN)
@@ -207,21 +255,30 @@ def test_not_null_constraints_guard_other_writers(conn):
         (
             pd.DataFrame({"post_id": ["p1", None], "v": [2.0, 1.0]}),
             ValueError,
-            "post_id: holds nulls",
+            r"post_id: holds nulls \(1 row\(s\), the first at position 1\)",
         ),
-        (pd.DataFrame({"post_id": ["p1", "p1"], "v": [2.0, 1.0]}), ValueError, "more than once"),
-        (pd.DataFrame({"post_id": ["p1", "p2"], "v": [2.0, np.nan]}), ValueError, "NaN"),
+        (
+            pd.DataFrame({"post_id": ["p0", "p1", "p2", "p1", "p2"], "v": np.arange(5.0)}),
+            ValueError,
+            r"post_id: a post appears more than once: 'p1' at positions 1, 3$",
+        ),
+        (
+            pd.DataFrame({"post_id": ["p1", "p2", "p3"], "v": [2.0, np.nan, np.inf]}),
+            ValueError,
+            r"v: holds NaN or infinite values \(2 row\(s\), the first at position 1\)",
+        ),
         (pd.DataFrame({"post_id": ["p1"], "v": ["high"]}), ValueError, "not numeric"),
         (feed_rows(["p1"], "b"), ValueError, "other than 'a'"),
         (pd.DataFrame({"post_id": ["p1"]}), KeyError, "missing column"),
     ],
 )
-def test_replace_feed_rejects_invalid_rows_before_touching_the_table(conn, rows, error, message):
+def test_replace_feed_rejects_invalid_rows_and_keeps_the_table(conn, rows, error, message):
     pg.replace_feed(conn, "a", feed_rows(["p1", "p2"]), RUN)
     before = whole_feed(conn)
     with pytest.raises(error, match=message):
         pg.replace_feed(conn, "a", rows, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
+    assert run_count(conn) == 1
 
 
 def test_replace_feed_requires_run_info(conn):
@@ -323,6 +380,24 @@ def test_replace_globaltrust_replaces_one_date_only(conn):
         ("followship", "0x02", 0.5, DAY1),
         ("followship", "0x03", 0.7, DAY2),
         ("followship", "0x04", 0.3, DAY2),
+    ]
+
+
+def test_replace_globaltrust_round_trips_dates_either_side_of_2000(conn):
+    # binary COPY counts days from 2000-01-01, Arrow from 1970-01-01
+    days = [dt.date(1970, 1, 1), dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2024, 2, 29)]
+    frame = pd.concat(
+        [trust_frame("followship", day, {"0x01": 0.25, "0x02": 0.75}) for day in days],
+        ignore_index=True,
+    )
+    assert pg.replace_globaltrust(conn, frame) == 8
+    rows = conn.execute(
+        "SELECT strategy_name, i, v, date, date::text AS day FROM globaltrust ORDER BY 4, 2"
+    ).fetchall()
+    assert rows == [
+        ("followship", i, v, day, day.isoformat())
+        for day in days
+        for i, v in (("0x01", 0.25), ("0x02", 0.75))
     ]
 
 
@@ -510,6 +585,20 @@ def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(server
     bad = feed_rows([f"n{i}" for i in range(1000)])
     bad.loc[700, "post_id"] = "bad\x00id"  # the server rejects row 701, mid-COPY
     with pytest.raises(pg.PgError, match="rolled back, the previous feed is kept"):
+        pg.replace_feed(conn, "a", bad, RUN)
+    pd.testing.assert_frame_equal(whole_feed(conn), before)
+    assert run_count(conn) == 1
+    with pg.connect(server.dsn) as other:  # the rollback released the strategy's lock
+        key = pg.load_lock_key(pg.FEED, "a")
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+
+
+def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(server, conn):
+    pg.replace_feed(conn, "a", feed_rows([f"old{i:03d}" for i in range(20)]), RUN)
+    before = whole_feed(conn)
+    bad = feed_rows([f"n{i}" for i in range(1000)])
+    bad.loc[900, "post_id"] = "n5"
+    with pytest.raises(ValueError, match=r"more than once: 'n5' at positions 5, 900$"):
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1

@@ -26,6 +26,8 @@ from lensfeed.predict import (
     encode,
     load_model,
     predict,
+    predict_table,
+    read_features_table,
     split_categories,
     write_predictions,
 )
@@ -281,6 +283,137 @@ def test_predict_names_a_missing_column(own_model_path):
         predict(load_model(own_model_path), features.drop(columns="post_score"))
 
 
+# --- Arrow in, Arrow out -----------------------------------------------------------
+
+
+def with_nulls_and_strays(features: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer and boolean features holding nulls, null and unknown categories."""
+    other = features.copy()
+    other["followship_rank"] = other["followship_rank"].astype("Int64")
+    other["upvotes"] = other["upvotes"].astype("Int64")
+    other.loc[::17, "upvotes"] = pd.NA
+    other["is_original"] = other["is_original"].astype("boolean")
+    other.loc[::13, "is_original"] = pd.NA
+    other.loc[::11, "main_content_focus"] = None
+    other.loc[:2, "main_content_focus"] = ["EMBED", "hologram", " image "]
+    return other
+
+
+def write_parts(frame: pd.DataFrame, directory: Path, parts: int = 3) -> Path:
+    """``frame`` as several Parquet parts of several row groups: Arrow reads many chunks."""
+    directory.mkdir(parents=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    size = -(-len(frame) // parts)
+    for part in range(parts):
+        pq.write_table(
+            table.slice(part * size, size),
+            directory / f"part-{part:05d}.parquet",
+            row_group_size=max(size // 4, 1),
+        )
+    return directory
+
+
+@pytest.fixture(params=["own", "production"])
+def any_model(request, own_model_path):
+    if request.param == "own":
+        return load_model(own_model_path)
+    if not PRODUCTION_MODEL.exists():
+        pytest.skip(f"fixture {PRODUCTION_MODEL} absent (../shared)")
+    return load_model(PRODUCTION_MODEL, nthread=2)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_arrow_predictions_are_the_pandas_predictions(tmp_path, any_model, shuffled):
+    features = with_nulls_and_strays(synthetic_features(900, seed=61))
+    if shuffled:
+        features = features.sample(frac=1.0, random_state=4).reset_index(drop=True)
+    else:
+        features = features.sort_values("post_id").reset_index(drop=True)
+    directory = write_parts(features, tmp_path / "features")
+    table = read_features_table(directory)
+    assert table.column("main_content_focus").num_chunks > 3
+    assert pa.types.is_dictionary(table.column("main_content_focus").type)
+    expected = predict(any_model, read_features(directory))
+    got, unseen = predict_table(any_model, table)
+    assert got.schema.equals(PREDICTIONS_SCHEMA)
+    assert unseen == expected.attrs["unseen_categories"]
+    assert unseen["main_content_focus"]["HOLOGRAM"] == 1
+    write_predictions(got, tmp_path / "arrow.parquet")
+    write_predictions(expected, tmp_path / "pandas.parquet")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "arrow.parquet"), pd.read_parquet(tmp_path / "pandas.parquet")
+    )
+    assert (tmp_path / "arrow.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
+
+
+def test_encode_reads_arrow_as_it_reads_pandas(tmp_path, any_model):
+    features = with_nulls_and_strays(synthetic_features(500, seed=62))
+    table = read_features_table(write_parts(features, tmp_path / "features"))
+    from_arrow, unseen_arrow = encode(any_model, table)
+    from_pandas, unseen_pandas = encode(any_model, features)
+    assert unseen_arrow == unseen_pandas
+    if any_model.categories_stored:
+        pd.testing.assert_frame_equal(from_arrow, from_pandas, check_exact=True)
+    else:
+        assert from_arrow.dtype == np.float32 and from_arrow.flags.f_contiguous
+        np.testing.assert_array_equal(from_arrow, from_pandas)
+        assert np.isnan(from_arrow).any()  # the nulls are there, as NaN
+
+
+class FixedMargins:
+    """A booster that predicts the given margins, whatever the input."""
+
+    def __init__(self, margins: np.ndarray) -> None:
+        self.margins = margins
+
+    def inplace_predict(self, data, predict_type):
+        assert predict_type == "margin" and data.shape[0] == len(self.margins)
+        return self.margins
+
+
+def test_labels_are_the_first_largest_margin_and_probabilities_its_softmax(own_model_path):
+    margins = np.array(
+        [[1, 2, 3], [3, 2, 1], [2, 2, 1], [1, 2, 2], [2, 1, 2], [0, 0, 0], [-50, 40, 39.5]],
+        dtype=np.float32,
+    )
+    features = synthetic_features(len(margins), seed=63).sort_values("post_id")
+    model = replace(load_model(own_model_path), booster=FixedMargins(margins))
+    # ties go to the first class, as argmax and multi:softmax have it
+    expected_labels = [model.classes[k] for k in (2, 0, 0, 1, 0, 0, 1)]
+    shifted = np.exp(margins.astype(np.float64) - margins.max(axis=1, keepdims=True))
+    expected_p = shifted / shifted.sum(axis=1, keepdims=True)
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    for got in (predict(model, features), predict_table(model, table)[0].to_pandas()):
+        assert got["label"].tolist() == expected_labels
+        for k, name in enumerate(model.classes):
+            np.testing.assert_allclose(got[f"p_{name.lower()}"], expected_p[:, k], rtol=1e-15)
+
+
+def test_read_features_table_needs_a_part(tmp_path):
+    (tmp_path / "features").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no \*\.parquet feature files"):
+        read_features_table(tmp_path / "features")
+
+
+def test_predict_table_handles_no_posts(tmp_path, own_model_path):
+    features = synthetic_features(30, seed=1).iloc[0:0]
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    predictions, unseen = predict_table(load_model(own_model_path), table)
+    assert predictions.num_rows == 0 and unseen == {}
+    assert predictions.schema.equals(PREDICTIONS_SCHEMA)
+    write_predictions(predictions, tmp_path / "arrow.parquet")
+    write_predictions(predict(load_model(own_model_path), features), tmp_path / "pandas.parquet")
+    assert (tmp_path / "arrow.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
+
+
+def test_predict_table_names_a_missing_column(own_model_path):
+    table = pa.Table.from_pandas(synthetic_features(30, seed=1), preserve_index=False)
+    with pytest.raises(KeyError, match="is_gated"):
+        predict_table(load_model(own_model_path), table.drop_columns(["is_gated"]))
+    with pytest.raises(KeyError, match="post_score"):
+        predict_table(load_model(own_model_path), table.drop_columns(["post_score"]))
+
+
 # --- the entry point and the spec ------------------------------------------------
 
 
@@ -308,6 +441,20 @@ def test_main_writes_sorted_deterministic_predictions(tmp_path, own_model_path, 
     assert table.schema.equals(PREDICTIONS_SCHEMA)
     assert table.column("post_id").to_pylist() == sorted(features["post_id"])
     assert "400 posts labelled" in capsys.readouterr().out
+
+
+def test_main_writes_what_the_pandas_path_writes(tmp_path, own_model_path, capsys):
+    features = with_nulls_and_strays(synthetic_features(700, seed=32))
+    write_parts(features.sample(frac=1.0, random_state=5), tmp_path / "features" / "features")
+    assert run_main(tmp_path, "out", own_model_path.parent) == 0
+    reference = predict(
+        load_model(own_model_path), read_features(tmp_path / "features" / "features")
+    )
+    write_predictions(reference, tmp_path / "reference.parquet")
+    written = (tmp_path / "out" / "predictions.parquet").read_bytes()
+    assert written == (tmp_path / "reference.parquet").read_bytes()
+    counts = reference["label"].value_counts().to_dict()
+    assert f"700 posts labelled with {own_model_path} {counts}" in capsys.readouterr().out
 
 
 @needs_production_model

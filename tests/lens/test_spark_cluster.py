@@ -19,7 +19,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.lens.layouts import write_features_inputs
+from lensfeed import frames
+from tests.lens.layouts import features_layout, write_features_inputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -115,27 +116,27 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~400 generated posts in ingest's layout, with a trust file."""
+    """~400 generated posts compacted per day (no history yet), with a trust file."""
     root = tmp_path_factory.mktemp("inputs")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)
     write_features_inputs(root, 400, 5, start, end, trust_every=3)
+    session = frames.open_session("tests", "duckdb")
+    try:
+        features_layout(session, root)
+    finally:
+        frames.close_session(session)
     return root
 
 
 def run_features(layout: Path, out: Path, master: str) -> dict[str, bytes]:
     env = {**os.environ, "SPARK_MASTER": master, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env["FEATURES_ENGINE"] = "spark"
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "pipelines" / "features.py"),
-            "--posts",
-            str(layout / "ingest"),
-            "--stats",
-            str(layout / "ingest"),
-            "--trust",
-            str(layout / "trust"),
-            "--out",
-            str(out),
+            *("--compact", str(layout / "compact"), "--history", str(layout / "history")),
+            *("--trust", str(layout / "trust"), "--out", str(out)),
         ],
         env=env,
         check=True,

@@ -18,11 +18,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from lensfeed import compact, frames
 from lensfeed.spark import is_remote, spark_path
 from lensfeed.sparkserver import SparkConnectServer, SparkServerError
 from pachlocal.engine import Engine
 from pachlocal.spec import load_spec_documents
-from tests.lens.layouts import write_features_inputs
+from tests.lens.layouts import features_layout, write_features_inputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -40,14 +41,20 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inputs")
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
     write_features_inputs(root, 300, 7, start, end, trust_every=3)
+    session = frames.open_session("tests", "duckdb")
+    try:
+        features_layout(session, root)
+        compact.merge_history(session, root / "compact", root / "history")
+    finally:
+        frames.close_session(session)
     return root
 
 
 def local_features(layout: Path, out: Path) -> dict[str, bytes]:
     env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}
-    env.update(SPARK_MASTER="local[2]", SPARK_LOCAL_IP="127.0.0.1")
-    args = ["--posts", "--stats", "--trust", "--out"]
-    paths = [layout / "ingest", layout / "ingest", layout / "trust", out]
+    env.update(SPARK_MASTER="local[2]", SPARK_LOCAL_IP="127.0.0.1", FEATURES_ENGINE="spark")
+    args = ["--compact", "--history", "--trust", "--out"]
+    paths = [layout / "compact", layout / "history", layout / "trust", out]
     command = [sys.executable, str(ROOT / "pipelines" / "features.py")]
     for flag, path in zip(args, paths, strict=True):
         command += [flag, str(path)]
@@ -62,9 +69,10 @@ def test_features_through_the_engine_on_a_connect_server_equal_a_local_session(
     spec = ROOT / "specs" / "features.pipeline.json"
     (document,) = load_spec_documents(spec.read_text(), str(spec))
     # a datum sees its spec's environment only: the server goes into the spec
-    document["transform"]["env"]["SPARK_REMOTE"] = server.remote
+    document["transform"]["env"].update(FEATURES_ENGINE="spark", SPARK_REMOTE=server.remote)
     with Engine(tmp_path / "state") as engine:
-        for repo, source in (("ingest", layout / "ingest"), ("trust", layout / "trust")):
+        for repo in ("compact", "history", "trust"):
+            source = layout / repo
             engine.store.create_repo(repo)
             files = [
                 (f"/{p.relative_to(source).as_posix()}", p.read_bytes())

@@ -1,0 +1,261 @@
+"""The current state of the post and stats increments, kept per day and merged daily.
+
+Every ingest tick adds a ``dtime=<T>`` partition per table; the features need
+the newest row per key over all of them (:func:`lensfeed.features.current_posts`,
+:func:`~lensfeed.features.current_stats`). Re-deduplicating every partition
+ever ingested at every tick costs time in proportion to the whole history.
+Two repos keep that work in proportion to what changed, through Pachyderm's
+datum reuse alone (no pipeline reads its own output):
+
+``compact`` (pipeline ``compact``, a ``group`` input: one datum per UTC day of
+the ingest ticks). Grain: one file set per (table, day):
+``/<table>/day=<YYYY-MM-DD>/part-NNNNN.parquet``, the newest row per key among
+that day's partitions, with the columns the features read plus ``dtime``,
+sorted by key; ``/_ticks/<YYYY-MM-DD>.json``, the day's partition ticks. A
+day whose partitions did not change is not recomputed: its datum is skipped
+and its files stay byte for byte.
+
+``history`` (pipeline ``history``, reading ``compact`` through a branch
+triggered ``@daily``). Grain: one file set per table,
+``/<table>/part-NNNNN.parquet``, the newest row per key over every day
+compacted at the last trigger, sorted by key; ``/days.json``, the SHA-256 of
+each day's files it merged.
+
+The features read both: the history, plus the compacted days it does not hold
+(:func:`current_state`). Days whose files differ from what the history merged
+(a re-ingested day) make the history unusable, and every day is merged again.
+The result equals the deduplication of every partition: the rules are the
+same and a total order, so merging in steps changes nothing (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from lensfeed import features as feat
+from lensfeed.frames import (
+    Frame,
+    Session,
+    from_arrow,
+    materialize,
+    read_parquet,
+    sorted_batches,
+    view,
+)
+from lensfeed.parquet import write_sorted
+from lensfeed.schemas import POSTS, STATS, TABLES, TIMESTAMP
+
+DAY_FORMAT = "%Y-%m-%d"
+TICKS = "_ticks"
+DAYS_FILE = "days.json"
+#: Rows per file and per row group of the compacted files.
+ROWS_PER_PART = 8 * feat.ROW_GROUP_ROWS
+
+
+@dataclass(frozen=True)
+class Table:
+    """How one ingested table is reduced to its current state."""
+
+    name: str
+    key: str
+    columns: tuple[str, ...]  # what the features read (``a.b``: a struct field)
+    current: Callable[[Frame], Frame]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The compacted files' schema: the columns read, in canonical order, plus ``dtime``."""
+        wanted = {c.partition(".")[0] for c in self.columns}
+        fields = [f for f in TABLES[self.name].schema if f.name in wanted]
+        return pa.schema([*fields, pa.field(feat.DTIME, TIMESTAMP)])
+
+
+TABLES_KEPT = (
+    Table(POSTS, "post_id", feat.POST_INPUT_COLUMNS, feat.current_posts),
+    Table(STATS, "publication_id", feat.STATS_INPUT_COLUMNS, feat.current_stats),
+)
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime(DAY_FORMAT)
+
+
+def _write(frame: Frame, table: Table, target: Path, scratch: Path) -> list[Path]:
+    batches = sorted_batches(
+        frame.select(*table.schema.names), table.key, feat.ROW_GROUP_ROWS, scratch
+    )
+    return write_sorted(
+        batches,
+        target,
+        table.schema,
+        table.key,
+        rows_per_part=ROWS_PER_PART,
+        row_group_rows=feat.ROW_GROUP_ROWS,
+    )
+
+
+# ---------------------------------------------------------------------------
+# compact: one day
+
+
+def compact_day(session: Session, inputs: Mapping[str, Path], out: Path) -> str | None:
+    """Compact one day's partitions of each table into ``out``.
+
+    Args:
+        session: a session of either engine.
+        inputs: table name -> ``<input>/<table>`` holding that day's
+            ``dtime=<T>`` partitions (a missing or empty folder: no rows that day).
+        out: the output root (``/pfs/out``).
+
+    Returns:
+        The day, or None when no table has a partition.
+
+    Raises:
+        ValueError: the partitions span more than one UTC day, or a foreign entry.
+        KeyError: a table lacks a column the features read.
+    """
+    times = {table.name: feat.partition_times(inputs[table.name]) for table in TABLES_KEPT}
+    days = {_day(t) for ticks in times.values() for t in ticks}
+    if not days:
+        return None
+    if len(days) > 1:
+        raise ValueError(f"one datum must hold one day's partitions, got {sorted(days)}")
+    (day,) = days
+    for table in TABLES_KEPT:
+        if not times[table.name]:
+            continue
+        rows = feat.read_partitions(session, inputs[table.name])
+        current = table.current(feat.project(rows, table.columns, table.name))
+        _write(current, table, out / table.name / f"day={day}", out / "_compact_spark")
+    ticks = sorted({t.strftime(feat.DTIME_FORMAT) for tt in times.values() for t in tt})
+    (out / TICKS).mkdir(parents=True, exist_ok=True)
+    (out / TICKS / f"{day}.json").write_text(json.dumps({"day": day, "ticks": ticks}) + "\n")
+    return day
+
+
+# ---------------------------------------------------------------------------
+# reading the compacted days
+
+
+def day_files(compact: Path, table: str) -> dict[str, list[Path]]:
+    """Day -> that day's files of ``table`` in ``compact``, oldest day first."""
+    days: dict[str, list[Path]] = {}
+    root = compact / table
+    if not root.is_dir():
+        return days
+    for folder in sorted(root.iterdir()):
+        if not folder.name.startswith("day=") or not folder.is_dir():
+            raise ValueError(f"{folder}: expected a day=<{DAY_FORMAT}> folder")
+        days[folder.name.removeprefix("day=")] = sorted(folder.glob("*.parquet"))
+    return days
+
+
+def digest(paths: list[Path]) -> str:
+    """SHA-256 over the names and bytes of ``paths``."""
+    sha = hashlib.sha256()
+    for path in paths:
+        sha.update(path.name.encode() + b"\0")
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+def compacted_ticks(compact: Path) -> list[datetime]:
+    """Every partition tick the compacted days hold, oldest first."""
+    ticks: set[datetime] = set()
+    folder = compact / TICKS
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for text in json.loads(path.read_text())["ticks"]:
+            ticks.add(datetime.strptime(text, feat.DTIME_FORMAT).replace(tzinfo=UTC))
+    return sorted(ticks)
+
+
+def _read_days(session: Session, table: Table, files: list[Path]) -> Frame:
+    if not files:
+        return from_arrow(session, table.schema.empty_table())
+    return read_parquet(session, *files)
+
+
+# ---------------------------------------------------------------------------
+# history: every day, merged
+
+
+def merge_history(session: Session, compact: Path, out: Path) -> dict[str, dict[str, str]]:
+    """Merge every compacted day of each table into ``out/<table>/``; write ``days.json``.
+
+    Returns:
+        table -> day -> digest of the day's files, as written to ``days.json``.
+    """
+    merged: dict[str, dict[str, str]] = {}
+    for table in TABLES_KEPT:
+        days = day_files(compact, table.name)
+        files = [path for paths in days.values() for path in paths]
+        current = table.current(_read_days(session, table, files))
+        _write(current, table, out / table.name, out / "_history_spark")
+        merged[table.name] = {day: digest(paths) for day, paths in days.items()}
+    (out / DAYS_FILE).write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+    return merged
+
+
+def _usable_history(history: Path | None, compact: Path) -> dict[str, Any] | None:
+    """The history's ``days.json`` if every day it merged is still as compacted now."""
+    if history is None or not (history / DAYS_FILE).is_file():
+        return None
+    merged: dict[str, dict[str, str]] = json.loads((history / DAYS_FILE).read_text())
+    for table in TABLES_KEPT:
+        days = day_files(compact, table.name)
+        for day, value in merged.get(table.name, {}).items():
+            if day not in days or digest(days[day]) != value:
+                return None
+    return merged
+
+
+def _merge(table: Table, history: Frame, recent: Frame) -> Frame:
+    """The current state of ``history`` plus ``recent`` (both possibly with repeats)."""
+    fresh = materialize(table.current(recent))
+    keys = fresh.select(table.key)
+    kept = history.join(keys, on=table.key, how="left_anti")
+    contested = history.join(keys, on=table.key, how="left_semi")
+    winners = materialize(table.current(fresh.unionByName(contested)))
+    return view(kept.unionByName(winners))
+
+
+@dataclass(frozen=True)
+class CurrentState:
+    """What the features step reads: current posts and stats, and the newest tick."""
+
+    posts: Frame
+    stats: Frame
+    feature_time: datetime | None
+    recent_days: dict[str, list[str]]  # table -> days merged here, not from the history
+
+
+def current_state(session: Session, compact: Path, history: Path | None) -> CurrentState:
+    """The current posts and stats from the compacted days and, when usable, the history.
+
+    ``feature_time`` is the newest partition tick of any compacted day (None
+    without any). The result never depends on whether or how much of the
+    history is used.
+    """
+    merged = _usable_history(history, compact)
+    frames: dict[str, Frame] = {}
+    recent: dict[str, list[str]] = {}
+    for table in TABLES_KEPT:
+        days = day_files(compact, table.name)
+        held = (merged or {}).get(table.name, {})
+        recent[table.name] = [day for day in days if day not in held]
+        files = [path for day in recent[table.name] for path in days[day]]
+        rows = _read_days(session, table, files)
+        if merged is None or history is None:
+            frames[table.name] = view(table.current(rows))
+            continue
+        past = _read_days(session, table, sorted((history / table.name).glob("*.parquet")))
+        frames[table.name] = _merge(table, past, rows) if files else past
+    ticks = compacted_ticks(compact)
+    return CurrentState(frames[POSTS], frames[STATS], ticks[-1] if ticks else None, recent)

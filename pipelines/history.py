@@ -1,0 +1,46 @@
+"""Pipeline ``history``: every compacted day merged into one current state per table, daily.
+
+Input: repo ``compact`` through a branch triggered ``@daily``, glob ``/`` (one datum).
+Output: ``/<table>/part-NNNNN.parquet`` (the newest row per key over every day,
+sorted by key) and ``/days.json`` (the SHA-256 of each day's files merged); see
+:mod:`lensfeed.compact`. The features step merges only the days since.
+Engine: ``FEATURES_ENGINE`` (see :mod:`lensfeed.frames`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lensfeed import compact
+from lensfeed.frames import close_session, open_session
+
+
+def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
+    """Run the datum; ``session`` reuses a session of either engine (tests)."""
+    parser = argparse.ArgumentParser(prog="history", description=__doc__.splitlines()[0])
+    for name in ("compact", "out"):
+        parser.add_argument(f"--{name}", type=Path, required=True, help=f"/pfs/{name}")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    opened = session if session is not None else open_session("history")
+    try:
+        merged = compact.merge_history(opened, args.compact, args.out)
+    except (KeyError, ValueError) as exc:
+        print(f"history: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    finally:
+        if session is None:
+            close_session(opened)
+    days = sorted({day for per_table in merged.values() for day in per_table})
+    span = f"{days[0]} .. {days[-1]}" if days else "no day"
+    print(f"history: {len(days)} day(s) ({span}) in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
