@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/features.py [--posts 1000000] [--repeat 3] [--befo
 
 It writes a week of generated history (``--posts`` posts; about 2.4 rows of
 stats per post, one ``dtime=`` partition per hour) in the layout ``ingest``
-writes, compacts every day (``compact``) and merges all days but the last
-(``history``), as they stand at a tick on the last day, then measures, in one run:
+writes, compacts every tick (``compact``) and merges the ticks of all days but
+the last (``history``), as they stand at the last tick, then measures, in one run:
 
 - ``features_job``: ``pipelines/features.py`` as a job runs it at that tick, a
   fresh process on the default engine (DuckDB; imports and session included).
@@ -18,7 +18,7 @@ writes, compacts every day (``compact``) and merges all days but the last
   partition at every tick), loaded from git. Target: not slower (<= 1.1x,
   the noise of a 2-core machine).
 
-Also reported: one day's ``compact`` and the daily ``history`` merge, on DuckDB.
+Also reported: one tick's ``compact`` and the daily ``history`` merge, on DuckDB.
 
 Every side's output files must be byte-identical to every other's (the rows
 of ``--before``, whose Parquet writer options differ, must be equal), or the
@@ -89,32 +89,35 @@ def argv_for(root: Path, out: Path) -> list[str]:
 
 
 def compact_all(session: Any, root: Path) -> tuple[list[str], float, float]:
-    """``root/compact`` from ``root/ingest`` (one day at a time, as its datums see
-    it), and ``root/history`` of every day but the last; the days, the seconds of
-    the last day's compaction and of the merge."""
-    by_day: dict[str, dict[str, list[Path]]] = {}
+    """``root/compact`` from ``root/ingest`` (one tick at a time, as its datums see
+    it), and ``root/history`` of every tick of all days but the last; the ticks, the
+    seconds of the last tick's compaction and of the merge."""
+    by_tick: dict[str, dict[str, Path]] = {}
     for table in (POSTS, STATS):
         for folder in sorted((root / "ingest" / table).glob("dtime=*")):
-            by_day.setdefault(folder.name[6:16], {}).setdefault(table, []).append(folder)
-    day_s = 0.0
-    for day, tables in sorted(by_day.items()):
-        datum = root / "datums" / day
+            by_tick.setdefault(folder.name.removeprefix("dtime="), {})[table] = folder
+    tick_s = 0.0
+    for tick, tables in sorted(by_tick.items()):
+        datum = root / "datums" / tick
         for table in (POSTS, STATS):
             (datum / table).mkdir(parents=True)
-            for folder in tables.get(table, []):
-                (datum / table / folder.name).symlink_to(folder)
+            if table in tables:
+                (datum / table / tables[table].name).symlink_to(tables[table])
         began = time.perf_counter()
-        compact.compact_day(session, {t: datum / t for t in (POSTS, STATS)}, root / "compact")
-        day_s = time.perf_counter() - began
-    days = sorted(by_day)
+        inputs = {t: datum / t for t in (POSTS, STATS)}
+        compact.compact_partition(session, inputs, root / "compact")
+        tick_s = time.perf_counter() - began
+    ticks = sorted(by_tick)
+    last_day = ticks[-1][:10]
     partial = root / "compact-merged"
     for path in (root / "compact").rglob("*.parquet"):
-        if path.parent.name != f"day={days[-1]}":
-            (partial / path.relative_to(root / "compact")).parent.mkdir(parents=True, exist_ok=True)
-            (partial / path.relative_to(root / "compact")).symlink_to(path)
+        if path.parent.name.removeprefix("dtime=")[:10] != last_day:
+            target = partial / path.relative_to(root / "compact")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
     began = time.perf_counter()
     compact.merge_history(session, partial, root / "history")
-    return days, day_s, time.perf_counter() - began
+    return ticks, tick_s, time.perf_counter() - began
 
 
 def digest(out: Path) -> str:
@@ -180,8 +183,8 @@ def run(posts: int, seed: int, repeat: int, before: str, work: Path) -> list[dic
           f"({time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
     entry = load_entry()
     duck = frames.open_session("bench", "duckdb")
-    days, day_s, history_s = compact_all(duck, work)
-    print(f"  compact one day {day_s:.2f} s, history of {len(days) - 1} days {history_s:.2f} s")
+    ticks, tick_s, history_s = compact_all(duck, work)
+    print(f"  compact one tick {tick_s:.2f} s ({len(ticks)} ticks), history {history_s:.2f} s")
     job_times, job_digest = bench_job(work, work, repeat)
     print(f"  job (DuckDB): {median(job_times):.2f} s", flush=True)
 
@@ -220,7 +223,7 @@ def run(posts: int, seed: int, repeat: int, before: str, work: Path) -> list[dic
         "posts": rows[POSTS],
         "stats_rows": rows[STATS],
         "outputs_equal": equal,
-        "compact_one_day_s": round(day_s, 3),
+        "compact_one_tick_s": round(tick_s, 3),
         "history_s": round(history_s, 3),
     }
     return [

@@ -10,9 +10,11 @@ Comparisons (rows at ``--scale full``; ``small`` is about 10x smaller, ``tiny`` 
   with its ``DELETE`` in one transaction (target: <= 1.2x its time); after one
   more (untimed) push of each side the whole table is compared with the rows;
 - ``post_score``: ages, per-author maxima and ``post_score`` of 1M posts with the
-  features transforms on Spark ``local[*]`` (session start excluded, reported
-  apart; the plan runs to a ``noop`` sink) against a pandas row-wise ``apply``
-  (target: >= 20x faster, equal scores within 1e-9 on every row);
+  features transforms on the features engine (``FEATURES_ENGINE``: DuckDB by
+  default, the plan computed into a DuckDB table; ``spark``: ``local[*]``, the
+  plan run to a ``noop`` sink; session start excluded, reported apart) against
+  a pandas row-wise ``apply`` (target: >= 20x faster, equal scores within 1e-9
+  on every row);
 - ``predict``: 1M rows through :func:`lensfeed.predict.predict_table` with the
   production model, on the features as the pipeline reads them (Parquet parts
   as the features stage writes them, read by
@@ -282,15 +284,18 @@ def posts_frame(n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
-    from pyspark.sql import functions as F
+    import pyarrow as pa
 
-    from lensfeed import features
-    from lensfeed.spark import spark_session
+    from lensfeed import features, frames
 
-    start_s, spark = _timed(lambda: spark_session("lensfeed-bench"))
+    engine = frames.engine_name()
+    start_s, session = _timed(lambda: frames.open_session("lensfeed-bench"))
+    F = frames.api(session).F
     posts = posts_frame(scale["posts"], np.random.default_rng(2))
-    frame = spark.createDataFrame(posts).cache()
-    frame.count()
+    frame = frames.from_arrow(session, pa.Table.from_pandas(posts, preserve_index=False))
+    if engine == "spark":
+        frame = frame.cache()
+        frame.count()
     columns = ["post_id", "age", "max_age", "max_mirrors", "max_collects", "max_comments"]
 
     def ours_plan() -> Any:
@@ -299,8 +304,11 @@ def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]
         )
         return scored.select(*columns, "post_score")
 
-    def ours() -> None:
-        ours_plan().write.format("noop").mode("overwrite").save()
+    def ours() -> None:  # the whole plan, into the engine's own memory or nowhere
+        if engine == "spark":
+            ours_plan().write.format("noop").mode("overwrite").save()
+        else:
+            frames.materialize(ours_plan())
 
     feature_time = pd.Timestamp(FEATURE_TIME)
     small = posts.iloc[: max(len(posts) // 50, 10)]
@@ -312,7 +320,8 @@ def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]
         warmups={"apply": lambda: baselines.post_score_apply(small, feature_time)},
     )
     # values: every row, ours collected (untimed) against the baseline's
-    collect_s, mine = _timed(lambda: ours_plan().orderBy(F.col("post_id")).toPandas())
+    collect_s, table = _timed(lambda: ours_plan().orderBy(F.col("post_id")).toArrow())
+    mine = table.to_pandas()
     theirs = baselines.post_score_apply(posts, feature_time).sort_values("post_id")
     same_ids = bool((mine["post_id"].to_numpy() == theirs["post_id"].to_numpy()).all())
     ints_equal = same_ids and all(
@@ -320,11 +329,12 @@ def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]
     )
     worst = float(np.abs(mine["post_score"].to_numpy() - theirs["post_score"].to_numpy()).max())
     equal = ints_equal and worst <= 1e-9
-    spark.stop()
+    frames.close_session(session)
     extra = {
         "posts": len(posts),
-        "spark_session_start_s": round(start_s, 3),
-        "spark_collect_to_pandas_s": round(collect_s, 3),
+        "engine": engine,
+        "session_start_s": round(start_s, 3),
+        "collect_to_arrow_s": round(collect_s, 3),
         "values_equal": equal,
         "max_abs_score_diff": worst,
         "rows_compared": len(mine),
@@ -332,7 +342,7 @@ def bench_post_score(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]
     return [
         row(
             "post_score",
-            f"post_score + author maxima, {len(posts):,} posts",
+            f"post_score + author maxima, {len(posts):,} posts ({engine})",
             times["ours"],
             times["apply"],
             speedup=True,

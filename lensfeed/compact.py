@@ -1,4 +1,4 @@
-"""The current state of the post and stats increments, kept per day and merged daily.
+"""The current state of the post and stats increments, kept per tick and merged daily.
 
 Every ingest tick adds a ``dtime=<T>`` partition per table; the features need
 the newest row per key over all of them (:func:`lensfeed.features.current_posts`,
@@ -7,25 +7,25 @@ ever ingested at every tick costs time in proportion to the whole history.
 Two repos keep that work in proportion to what changed, through Pachyderm's
 datum reuse alone (no pipeline reads its own output):
 
-``compact`` (pipeline ``compact``, a ``group`` input: one datum per UTC day of
-the ingest ticks). Grain: one file set per (table, day):
-``/<table>/day=<YYYY-MM-DD>/part-NNNNN.parquet``, the newest row per key among
-that day's partitions, with the columns the features read plus ``dtime``,
-sorted by key; ``/_ticks/<YYYY-MM-DD>.json``, the day's partition ticks. A
-day whose partitions did not change is not recomputed: its datum is skipped
-and its files stay byte for byte.
+``compact`` (pipeline ``compact``, a ``group`` input: one datum per ingest
+tick, holding that tick's partition of each table). Grain: one file set per
+(table, tick): ``/<table>/dtime=<T>/part-NNNNN.parquet``, the newest row per
+key of the partition, only the columns the features read plus ``dtime``,
+sorted by key. A tick is compacted once: its datum is skipped at every later
+tick, and its files stay byte for byte.
 
 ``history`` (pipeline ``history``, reading ``compact`` through a branch
 triggered ``@daily``). Grain: one file set per table,
-``/<table>/part-NNNNN.parquet``, the newest row per key over every day
-compacted at the last trigger, sorted by key; ``/days.json``, the SHA-256 of
-each day's files it merged.
+``/<table>/part-NNNNN.parquet``, the newest row per key over every tick
+compacted at the last trigger, sorted by key; ``/parts.json``, the SHA-256 of
+each tick's files it merged.
 
-The features read both: the history, plus the compacted days it does not hold
-(:func:`current_state`). Days whose files differ from what the history merged
-(a re-ingested day) make the history unusable, and every day is merged again.
-The result equals the deduplication of every partition: the rules are the
-same and a total order, so merging in steps changes nothing (tested).
+The features read both: the history, plus the compacted ticks it does not
+hold (:func:`current_state`), at most a day of them. Ticks whose files differ
+from what the history merged (a re-ingested tick) make the history unusable,
+and every tick is merged again. The result equals the deduplication of every
+partition: the rules are the same and a total order, so merging in steps
+changes nothing (tested).
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ from lensfeed.frames import (
 from lensfeed.parquet import write_sorted
 from lensfeed.schemas import POSTS, STATS, TABLES, TIMESTAMP
 
-DAY_FORMAT = "%Y-%m-%d"
-TICKS = "_ticks"
-DAYS_FILE = "days.json"
+PARTS_FILE = "parts.json"
+_PARTITION = f"{feat.DTIME}="
 #: Rows per file and per row group of the compacted files.
 ROWS_PER_PART = 8 * feat.ROW_GROUP_ROWS
 
@@ -83,10 +82,6 @@ TABLES_KEPT = (
 )
 
 
-def _day(moment: datetime) -> str:
-    return moment.strftime(DAY_FORMAT)
-
-
 def _write(frame: Frame, table: Table, target: Path, scratch: Path) -> list[Path]:
     batches = sorted_batches(
         frame.select(*table.schema.names), table.key, feat.ROW_GROUP_ROWS, scratch
@@ -102,59 +97,58 @@ def _write(frame: Frame, table: Table, target: Path, scratch: Path) -> list[Path
 
 
 # ---------------------------------------------------------------------------
-# compact: one day
+# compact: one tick
 
 
-def compact_day(session: Session, inputs: Mapping[str, Path], out: Path) -> str | None:
-    """Compact one day's partitions of each table into ``out``.
+def compact_partition(session: Session, inputs: Mapping[str, Path], out: Path) -> str | None:
+    """Compact one tick's partition of each table into ``out/<table>/dtime=<T>/``.
 
     Args:
         session: a session of either engine.
-        inputs: table name -> ``<input>/<table>`` holding that day's
-            ``dtime=<T>`` partitions (a missing or empty folder: no rows that day).
+        inputs: table name -> ``<input>/<table>`` holding that tick's ``dtime=<T>``
+            partition (a missing or empty folder: no rows that tick).
         out: the output root (``/pfs/out``).
 
     Returns:
-        The day, or None when no table has a partition.
+        The tick's partition name (``2024-05-01T01:00:00Z``), or None when no
+        table has a partition.
 
     Raises:
-        ValueError: the partitions span more than one UTC day, or a foreign entry.
+        ValueError: partitions of more than one tick, or a foreign entry.
         KeyError: a table lacks a column the features read.
     """
     times = {table.name: feat.partition_times(inputs[table.name]) for table in TABLES_KEPT}
-    days = {_day(t) for ticks in times.values() for t in ticks}
-    if not days:
+    ticks = {t.strftime(feat.DTIME_FORMAT) for found in times.values() for t in found}
+    if not ticks:
         return None
-    if len(days) > 1:
-        raise ValueError(f"one datum must hold one day's partitions, got {sorted(days)}")
-    (day,) = days
+    if len(ticks) > 1:
+        raise ValueError(f"one datum must hold one tick's partitions, got {sorted(ticks)}")
+    (tick,) = ticks
     for table in TABLES_KEPT:
         if not times[table.name]:
             continue
         rows = feat.read_partitions(session, inputs[table.name])
         current = table.current(feat.project(rows, table.columns, table.name))
-        _write(current, table, out / table.name / f"day={day}", out / "_compact_spark")
-    ticks = sorted({t.strftime(feat.DTIME_FORMAT) for tt in times.values() for t in tt})
-    (out / TICKS).mkdir(parents=True, exist_ok=True)
-    (out / TICKS / f"{day}.json").write_text(json.dumps({"day": day, "ticks": ticks}) + "\n")
-    return day
+        target = out / table.name / f"{_PARTITION}{tick}"
+        _write(current, table, target, out / "_compact_spark")
+    return tick
 
 
 # ---------------------------------------------------------------------------
-# reading the compacted days
+# reading the compacted ticks
 
 
-def day_files(compact: Path, table: str) -> dict[str, list[Path]]:
-    """Day -> that day's files of ``table`` in ``compact``, oldest day first."""
-    days: dict[str, list[Path]] = {}
+def part_files(compact: Path, table: str) -> dict[str, list[Path]]:
+    """Tick -> that tick's files of ``table`` in ``compact``, oldest tick first."""
+    parts: dict[str, list[Path]] = {}
     root = compact / table
     if not root.is_dir():
-        return days
+        return parts
     for folder in sorted(root.iterdir()):
-        if not folder.name.startswith("day=") or not folder.is_dir():
-            raise ValueError(f"{folder}: expected a day=<{DAY_FORMAT}> folder")
-        days[folder.name.removeprefix("day=")] = sorted(folder.glob("*.parquet"))
-    return days
+        if not folder.name.startswith(_PARTITION) or not folder.is_dir():
+            raise ValueError(f"{folder}: expected a {_PARTITION}<{feat.DTIME_FORMAT}> folder")
+        parts[folder.name.removeprefix(_PARTITION)] = sorted(folder.glob("*.parquet"))
+    return parts
 
 
 def digest(paths: list[Path]) -> str:
@@ -167,51 +161,47 @@ def digest(paths: list[Path]) -> str:
 
 
 def compacted_ticks(compact: Path) -> list[datetime]:
-    """Every partition tick the compacted days hold, oldest first."""
-    ticks: set[datetime] = set()
-    folder = compact / TICKS
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        for text in json.loads(path.read_text())["ticks"]:
-            ticks.add(datetime.strptime(text, feat.DTIME_FORMAT).replace(tzinfo=UTC))
-    return sorted(ticks)
+    """Every partition tick compacted, of any table, oldest first."""
+    ticks = {tick for table in TABLES_KEPT for tick in part_files(compact, table.name)}
+    return sorted(datetime.strptime(t, feat.DTIME_FORMAT).replace(tzinfo=UTC) for t in ticks)
 
 
-def _read_days(session: Session, table: Table, files: list[Path]) -> Frame:
+def _read_parts(session: Session, table: Table, files: list[Path]) -> Frame:
     if not files:
         return from_arrow(session, table.schema.empty_table())
     return read_parquet(session, *files)
 
 
 # ---------------------------------------------------------------------------
-# history: every day, merged
+# history: every tick, merged
 
 
 def merge_history(session: Session, compact: Path, out: Path) -> dict[str, dict[str, str]]:
-    """Merge every compacted day of each table into ``out/<table>/``; write ``days.json``.
+    """Merge every compacted tick of each table into ``out/<table>/``; write ``parts.json``.
 
     Returns:
-        table -> day -> digest of the day's files, as written to ``days.json``.
+        table -> tick -> digest of the tick's files, as written to ``parts.json``.
     """
     merged: dict[str, dict[str, str]] = {}
     for table in TABLES_KEPT:
-        days = day_files(compact, table.name)
-        files = [path for paths in days.values() for path in paths]
-        current = table.current(_read_days(session, table, files))
+        parts = part_files(compact, table.name)
+        files = [path for paths in parts.values() for path in paths]
+        current = table.current(_read_parts(session, table, files))
         _write(current, table, out / table.name, out / "_history_spark")
-        merged[table.name] = {day: digest(paths) for day, paths in days.items()}
-    (out / DAYS_FILE).write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+        merged[table.name] = {tick: digest(paths) for tick, paths in parts.items()}
+    (out / PARTS_FILE).write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
     return merged
 
 
 def _usable_history(history: Path | None, compact: Path) -> dict[str, Any] | None:
-    """The history's ``days.json`` if every day it merged is still as compacted now."""
-    if history is None or not (history / DAYS_FILE).is_file():
+    """The history's ``parts.json`` if every tick it merged is still as compacted now."""
+    if history is None or not (history / PARTS_FILE).is_file():
         return None
-    merged: dict[str, dict[str, str]] = json.loads((history / DAYS_FILE).read_text())
+    merged: dict[str, dict[str, str]] = json.loads((history / PARTS_FILE).read_text())
     for table in TABLES_KEPT:
-        days = day_files(compact, table.name)
-        for day, value in merged.get(table.name, {}).items():
-            if day not in days or digest(days[day]) != value:
+        parts = part_files(compact, table.name)
+        for tick, value in merged.get(table.name, {}).items():
+            if tick not in parts or digest(parts[tick]) != value:
                 return None
     return merged
 
@@ -233,29 +223,28 @@ class CurrentState:
     posts: Frame
     stats: Frame
     feature_time: datetime | None
-    recent_days: dict[str, list[str]]  # table -> days merged here, not from the history
+    recent: dict[str, list[str]]  # table -> ticks merged here, not from the history
 
 
 def current_state(session: Session, compact: Path, history: Path | None) -> CurrentState:
-    """The current posts and stats from the compacted days and, when usable, the history.
+    """The current posts and stats from the compacted ticks and, when usable, the history.
 
-    ``feature_time`` is the newest partition tick of any compacted day (None
-    without any). The result never depends on whether or how much of the
-    history is used.
+    ``feature_time`` is the newest compacted tick (None without any). The
+    result never depends on whether or how much of the history is used.
     """
     merged = _usable_history(history, compact)
     frames: dict[str, Frame] = {}
     recent: dict[str, list[str]] = {}
     for table in TABLES_KEPT:
-        days = day_files(compact, table.name)
+        parts = part_files(compact, table.name)
         held = (merged or {}).get(table.name, {})
-        recent[table.name] = [day for day in days if day not in held]
-        files = [path for day in recent[table.name] for path in days[day]]
-        rows = _read_days(session, table, files)
+        recent[table.name] = [tick for tick in parts if tick not in held]
+        files = [path for tick in recent[table.name] for path in parts[tick]]
+        rows = _read_parts(session, table, files)
         if merged is None or history is None:
             frames[table.name] = view(table.current(rows))
             continue
-        past = _read_days(session, table, sorted((history / table.name).glob("*.parquet")))
+        past = _read_parts(session, table, sorted((history / table.name).glob("*.parquet")))
         frames[table.name] = _merge(table, past, rows) if files else past
     ticks = compacted_ticks(compact)
     return CurrentState(frames[POSTS], frames[STATS], ticks[-1] if ticks else None, recent)

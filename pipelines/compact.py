@@ -1,12 +1,11 @@
-"""Pipeline ``compact``: one UTC day of ingested posts and stats, reduced to its current state.
+"""Pipeline ``compact``: one ingest tick of posts and stats, reduced to the columns and rows used.
 
-Inputs (a ``group``: one datum per UTC day of the ingest ticks):
-  posts  repo ``ingest``, glob ``/public_profile_post/dtime=(????-??-??)T*``, groupBy ``$1``
-  stats  repo ``ingest``, glob ``/public_publication_stats/dtime=(????-??-??)T*``, groupBy ``$1``
-Output: ``/<table>/day=<D>/part-NNNNN.parquet`` (the newest row per key of that
-day, sorted by key) and ``/_ticks/<D>.json``; see :mod:`lensfeed.compact`.
-A day whose partitions did not change is skipped by datum reuse, so its files,
-and every downstream datum that reads only them, stay as they were.
+Inputs (a ``group``: one datum per ingest tick):
+  posts  repo ``ingest``, glob ``/public_profile_post/dtime=(*)``, groupBy ``$1``
+  stats  repo ``ingest``, glob ``/public_publication_stats/dtime=(*)``, groupBy ``$1``
+Output: ``/<table>/dtime=<T>/part-NNNNN.parquet`` (the newest row per key of
+the tick, sorted by key); see :mod:`lensfeed.compact`. A tick is compacted
+once: datum reuse skips it at every later tick, so its files stay as they were.
 Engine: ``FEATURES_ENGINE`` (see :mod:`lensfeed.frames`).
 """
 
@@ -34,17 +33,17 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     inputs = {POSTS: args.posts / POSTS, STATS: args.stats / STATS}
     opened = session if session is not None else open_session("compact")
     try:
-        day = compact.compact_day(opened, inputs, args.out)
+        tick = compact.compact_partition(opened, inputs, args.out)
     except (KeyError, ValueError) as exc:
         print(f"compact: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     finally:
         if session is None:
             close_session(opened)
-    if day is None:
+    if tick is None:
         print("compact: no partition in this datum; nothing to do")
     else:
-        print(f"compact: day {day} in {time.perf_counter() - began:.1f} s")
+        print(f"compact: tick {tick} in {time.perf_counter() - began:.1f} s")
     return 0
 
 

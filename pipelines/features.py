@@ -1,12 +1,12 @@
 """Pipeline ``features``: one row of model features per post known so far (PySpark API).
 
 Inputs (one datum, the cross of):
-  compact  repo ``compact``, glob ``/``: each day's current posts and stats
+  compact  repo ``compact``, glob ``/``: each tick's posts and stats, deduplicated
   history  repo ``history``, glob ``/``: every day merged, as of the last daily trigger
   trust    repo ``trust``, glob ``/``: ``<trust>/trust.parquet`` (absent -> null trust)
-The current posts and stats are the history plus the days it does not hold
+The current posts and stats are the history plus the ticks it does not hold
 (:func:`lensfeed.compact.current_state`): the same rows as deduplicating every
-ingested partition, at the cost of the days since the last merge.
+ingested partition, at the cost of the ticks since the last (daily) merge.
 Output: ``<out>/features/part-NNNNN.parquet``, one row per current post or
 mirror, sorted by ``post_id`` (columns: ``lensfeed.features.FEATURE_COLUMNS``).
 ``feature_time`` is the newest ingest tick of the inputs, never the wall clock.
@@ -43,15 +43,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, session: Any) -> str:
     state = compact.current_state(session, args.compact, args.history)
-    if state.feature_time is None or not compact.day_files(args.compact, POSTS):
+    if state.feature_time is None or not compact.part_files(args.compact, POSTS):
         return f"no post under {args.compact}; nothing to do"
     trust = feat.read_trust(session, args.trust / "trust.parquet")
     table = feat.post_features(state.posts, state.stats, trust, state.feature_time)
     paths = feat.write_features(table, args.out, rows_per_part=args.rows_per_part)
-    recent = sorted({day for days in state.recent_days.values() for day in days})
+    recent = sorted({tick for ticks in state.recent.values() for tick in ticks})
+    span = f"{len(recent)} ({recent[0]} .. {recent[-1]})" if recent else "none"
     return (
         f"{len(paths)} file(s) at feature_time {state.feature_time:%Y-%m-%dT%H:%M:%SZ}; "
-        f"days merged here: {', '.join(recent) or 'none'}"
+        f"ticks merged here: {span}"
     )
 
 

@@ -1,9 +1,9 @@
-"""Pipeline ``history``: every compacted day merged into one current state per table, daily.
+"""Pipeline ``history``: every compacted tick merged into one current state per table, daily.
 
 Input: repo ``compact`` through a branch triggered ``@daily``, glob ``/`` (one datum).
-Output: ``/<table>/part-NNNNN.parquet`` (the newest row per key over every day,
-sorted by key) and ``/days.json`` (the SHA-256 of each day's files merged); see
-:mod:`lensfeed.compact`. The features step merges only the days since.
+Output: ``/<table>/part-NNNNN.parquet`` (the newest row per key over every
+tick, sorted by key) and ``/parts.json`` (the SHA-256 of each tick's files
+merged); see :mod:`lensfeed.compact`. The features step merges only the ticks since.
 Engine: ``FEATURES_ENGINE`` (see :mod:`lensfeed.frames`).
 """
 
@@ -36,9 +36,9 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     finally:
         if session is None:
             close_session(opened)
-    days = sorted({day for per_table in merged.values() for day in per_table})
-    span = f"{days[0]} .. {days[-1]}" if days else "no day"
-    print(f"history: {len(days)} day(s) ({span}) in {time.perf_counter() - began:.1f} s")
+    ticks = sorted({tick for per_table in merged.values() for tick in per_table})
+    span = f"{ticks[0]} .. {ticks[-1]}" if ticks else "no tick"
+    print(f"history: {len(ticks)} tick(s) ({span}) in {time.perf_counter() - began:.1f} s")
     return 0
 
 

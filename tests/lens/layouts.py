@@ -32,30 +32,30 @@ def write_features_inputs(
     write_trust(root / "trust", dataset[PROFILES].column("profile_id").to_pylist()[::trust_every])
 
 
-def compact_days(session: Any, ingest: Path, out: Path) -> list[str]:
-    """Run the ``compact`` step over ``ingest``'s partitions into ``out``, one UTC day at a
-    time, each day's partitions alone as its group datum mounts them; the days, in order."""
-    by_day: dict[str, dict[str, list[Path]]] = {}
+def compact_ticks(session: Any, ingest: Path, out: Path) -> list[str]:
+    """Run the ``compact`` step over ``ingest``'s partitions into ``out``, one tick at a
+    time, each tick's partitions alone as its group datum mounts them; the ticks, in order."""
+    by_tick: dict[str, dict[str, Path]] = {}
     for table in (POSTS, STATS):
         for folder in sorted((ingest / table).glob("dtime=*")):
-            by_day.setdefault(folder.name[6:16], {}).setdefault(table, []).append(folder)
+            by_tick.setdefault(folder.name.removeprefix("dtime="), {})[table] = folder
     out.mkdir(parents=True, exist_ok=True)
-    for tables in by_day.values():
+    for tables in by_tick.values():
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             inputs = {}
             for table in (POSTS, STATS):
                 inputs[table] = Path(tmp) / table
                 inputs[table].mkdir()
-                for folder in tables.get(table, []):
-                    (inputs[table] / folder.name).symlink_to(folder)
-            compact.compact_day(session, inputs, out)
-    return sorted(by_day)
+                if table in tables:
+                    (inputs[table] / tables[table].name).symlink_to(tables[table])
+            compact.compact_partition(session, inputs, out)
+    return sorted(by_tick)
 
 
 def features_layout(session: Any, root: Path) -> dict[str, Path]:
     """``root/compact`` from ``root/ingest`` and an empty ``root/history``: the features
     step's inputs (with ``root/trust``) before any daily merge."""
-    compact_days(session, root / "ingest", root / "compact")
+    compact_ticks(session, root / "ingest", root / "compact")
     (root / "history").mkdir(exist_ok=True)
     return {name: root / name for name in ("compact", "history", "trust")}
 

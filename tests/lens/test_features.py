@@ -22,7 +22,7 @@ from lensfeed import frames
 from lensfeed.schemas import POSTS, POSTS_SPEC, STATS, STATS_SPEC, TABLES, TIMESTAMP
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
-from tests.lens.layouts import compact_days, features_layout, write_features_inputs
+from tests.lens.layouts import compact_ticks, features_layout, write_features_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_TIME = datetime(2024, 5, 10, tzinfo=UTC)
@@ -521,14 +521,15 @@ def _args(root: Path, out: str, *extra: str, **dirs: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("layout", ["absent", "empty", "stats only"])
-def test_no_post_day_writes_nothing(
+def test_no_post_tick_writes_nothing(
     session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
 ) -> None:
     if layout == "empty":
         (tmp_path / "compact").mkdir()
-    if layout == "stats only":  # a day compacted from a stats partition alone
+    if layout == "stats only":  # a tick compacted from a stats partition alone
         write_partition(tmp_path / "ingest", STATS, T1, [stat("0x01-0x01")])
-        assert compact_days(session, tmp_path / "ingest", tmp_path / "compact") == ["2024-05-09"]
+        ticks = compact_ticks(session, tmp_path / "ingest", tmp_path / "compact")
+        assert ticks == ["2024-05-09T01:00:00Z"]
     (tmp_path / "history").mkdir()
     (tmp_path / "out").mkdir()
     assert entry.main(_args(tmp_path, "out"), spark=session) == 0
@@ -558,9 +559,9 @@ def test_spec_is_valid_and_runs_the_entry_point() -> None:
 
 @pytest.fixture(scope="module")
 def generated(session: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~500 posts in ingest's layout, compacted per day, an empty history, half trusted."""
+    """~500 posts in ingest's layout, compacted per tick, an empty history, half trusted."""
     root = tmp_path_factory.mktemp("generated")
-    start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
+    start, end = datetime(2024, 5, 7, tzinfo=UTC), datetime(2024, 5, 8, tzinfo=UTC)
     write_features_inputs(root, 500, 11, start, end, trust_every=2)
     features_layout(session, root)
     return root
@@ -675,38 +676,39 @@ def test_entry_point_splits_parts_by_row_count(session: Any, generated: Path) ->
     assert pa.concat_tables([pq.read_table(p) for p in files]).equals(whole)
 
 
-@pytest.mark.parametrize("case", ["all but the last day", "every day", "stale"])
+@pytest.mark.parametrize("case", ["all but the last tick", "every tick", "stale"])
 def test_a_history_changes_no_byte(
     session: Any, generated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
     compact, merged = tmp_path / "compact", tmp_path / "merged"
     shutil.copytree(generated / "compact", compact)
-    days = sorted(p.name.removeprefix("day=") for p in (compact / POSTS).iterdir())
-    assert len(days) > 2
+    ticks = sorted({p.name.removeprefix("dtime=") for p in compact.glob("*/dtime=*")})
+    assert len(ticks) > 2
     shutil.copytree(compact, merged)
-    if case == "all but the last day":  # the daily merge ran before the newest day came
-        for folder in merged.glob(f"*/day={days[-1]}"):
+    if case == "all but the last tick":  # the daily merge ran before the newest tick came
+        for folder in merged.glob(f"*/dtime={ticks[-1]}"):
             shutil.rmtree(folder)
-        (merged / "_ticks" / f"{days[-1]}.json").unlink()
     argv = ["--compact", str(merged), "--out", str(tmp_path / "history")]
     assert load_entry_point("history").main(argv, session=session) == 0
-    if case == "stale":  # a day re-ingested after the merge: a post seen on no other day is gone
-        files = sorted(compact.glob(f"{POSTS}/day=*/part-00000.parquet"))
+    if case == "stale":  # a tick re-ingested after the merge: a post seen in no other is gone
+        files = sorted(compact.glob(f"{POSTS}/dtime=*/part-00000.parquet"))
         ids = [set(pq.ParquetFile(f).read(["post_id"])["post_id"].to_pylist()) for f in files]
         seen = Counter(i for s in ids for i in s)
         k, dropped = next((k, i) for k, s in enumerate(ids) for i in sorted(s) if seen[i] == 1)
         table = pq.ParquetFile(files[k]).read()
         pq.write_table(table.filter(pc.not_equal(table["post_id"], dropped)), files[k])
     (tmp_path / "empty").mkdir()
-    here: dict[str, list[str]] = {}
+    here: dict[str, str] = {}
     for out, history in [("held", tmp_path / "history"), ("empty", tmp_path / "empty")]:
         argv = _args(tmp_path, f"out-{out}", trust=generated / "trust", history=history)
         assert entry.main(argv, spark=session) == 0
-        summary = capsys.readouterr().out.splitlines()[-1]  # "...; days merged here: D, D (T s)"
-        here[out] = summary.partition("days merged here: ")[2].rpartition(" (")[0].split(", ")
-    # the days merged here show the history was read, or (stale) ignored
-    held = {"all but the last day": days[-1:], "every day": ["none"], "stale": days}[case]
-    assert here == {"held": held, "empty": days}
+        summary = capsys.readouterr().out.splitlines()[-1]  # "...; ticks merged here: N (..) (T s)"
+        here[out] = summary.partition("ticks merged here: ")[2].rpartition(" (")[0]
+    # the ticks merged here show the history was read, or (stale) ignored
+    every = f"{len(ticks)} ({ticks[0]} .. {ticks[-1]})"
+    last = f"1 ({ticks[-1]} .. {ticks[-1]})"
+    held = {"all but the last tick": last, "every tick": "none", "stale": every}[case]
+    assert here == {"held": held, "empty": every}
     assert read_dir(tmp_path / "out-held") == read_dir(tmp_path / "out-empty")
     got = pq.read_table(tmp_path / "out-held" / "features")["post_id"].to_pylist()
     assert len(got) == 500 if case != "stale" else len(got) == 499 and dropped not in got

@@ -27,12 +27,12 @@ from lensfeed import frames
 from lensfeed.features import FEATURES_SCHEMA
 from lensfeed.schemas import POSTS, STATS, TABLES
 from tests.lens.entry_points import load_entry_point
-from tests.lens.layouts import compact_days, write_features_inputs
+from tests.lens.layouts import compact_ticks, write_features_inputs
 
 entry = load_entry_point("features")
 history = load_entry_point("history")
 
-START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
+START, END = datetime(2024, 5, 2, 12, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
 LATE = datetime(2024, 5, 3, 1, tzinfo=UTC)
 LATER = datetime(2024, 5, 3, 2, tzinfo=UTC)
 
@@ -144,15 +144,15 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _run(root: Path, engine: str) -> dict[str, dict[str, bytes]]:
-    """compact (every day), history (every day but the last), then features twice:
+    """compact (every tick), history (every tick but the last), then features twice:
     with that history and with none; each step's files by name."""
     work = root / engine
     session = frames.open_session("tests", engine)
     try:
-        days = compact_days(session, root / "ingest", work / "compact")
+        ticks = compact_ticks(session, root / "ingest", work / "compact")
         partial = work / "compact-partial"
         shutil.copytree(work / "compact", partial)
-        for folder in partial.glob(f"*/day={days[-1]}"):
+        for folder in partial.glob(f"*/dtime={ticks[-1]}"):
             shutil.rmtree(folder)
         assert (
             history.main(["--compact", str(partial), "--out", str(work / "history")], session) == 0
@@ -199,7 +199,7 @@ def test_duckdb_output_covers_the_awkward_cases(inputs, duckdb_output):
 
 
 def test_the_history_changes_no_byte_of_the_features(duckdb_output):
-    assert duckdb_output["history"]  # it did hold every day but the last
+    assert duckdb_output["history"]  # it did hold every tick but the last
     assert duckdb_output["out-history"] == duckdb_output["out-no-history"]
 
 

@@ -118,7 +118,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~400 generated posts compacted per day (no history yet), with a trust file."""
     root = tmp_path_factory.mktemp("inputs")
-    start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)
+    start, end = datetime(2024, 5, 3, 18, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)
     write_features_inputs(root, 400, 5, start, end, trust_every=3)
     session = frames.open_session("tests", "duckdb")
     try:

@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectSer
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inputs")
-    start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
+    start, end = datetime(2024, 5, 2, 18, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
     write_features_inputs(root, 300, 7, start, end, trust_every=3)
     session = frames.open_session("tests", "duckdb")
     try:
