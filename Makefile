@@ -1,6 +1,7 @@
-# Two commands for a fresh machine (Python 3.11 and Java 17):
+# Two commands for a fresh machine (Python 3.11; Java 17 for the Spark tests):
 #   make run    set up .venv and run the Lens feed on embedded services
 #   make test   set up .venv and run the quality gates and the test suite
+# and the quick loop: make test-fast
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ DOCKERFILES := $(wildcard images/*/Dockerfile images/Dockerfile*)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 
-.PHONY: venv test check lint fmt run bench clean
+.PHONY: venv test test-fast check lint fmt run bench clean
 
 venv: $(STAMP)
 
@@ -34,8 +35,16 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format $(PY_SOURCES)
 	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 
+# two workers by default (the suite's files run in parallel, each file's tests in one worker)
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(PYTEST_ARGS) --durations=15
+
+# the quick loop: no embedded services, no end-to-end runs, no JVM
+test-fast: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not integration and not spark"
 
 check: test
 
