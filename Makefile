@@ -36,7 +36,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(PY_SOURCES)
 
 # two workers by default (the suite's files run in parallel, each file's tests in one worker)
-PYTEST_WORKERS ?= auto
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint
