@@ -160,12 +160,6 @@ def digest(paths: list[Path]) -> str:
     return sha.hexdigest()
 
 
-def compacted_ticks(compact: Path) -> list[datetime]:
-    """Every partition tick compacted, of any table, oldest first."""
-    ticks = {tick for table in TABLES_KEPT for tick in part_files(compact, table.name)}
-    return sorted(datetime.strptime(t, feat.DTIME_FORMAT).replace(tzinfo=UTC) for t in ticks)
-
-
 def _read_parts(session: Session, table: Table, files: list[Path]) -> Frame:
     if not files:
         return from_arrow(session, table.schema.empty_table())
@@ -193,15 +187,18 @@ def merge_history(session: Session, compact: Path, out: Path) -> dict[str, dict[
     return merged
 
 
-def _usable_history(history: Path | None, compact: Path) -> dict[str, Any] | None:
-    """The history's ``parts.json`` if every tick it merged is still as compacted now."""
+def _usable_history(
+    history: Path | None, parts: Mapping[str, dict[str, list[Path]]]
+) -> dict[str, Any] | None:
+    """The history's ``parts.json`` if every tick it merged is still as compacted now
+    (``parts``: table -> :func:`part_files`)."""
     if history is None or not (history / PARTS_FILE).is_file():
         return None
     merged: dict[str, dict[str, str]] = json.loads((history / PARTS_FILE).read_text())
     for table in TABLES_KEPT:
-        parts = part_files(compact, table.name)
+        parts_now = parts[table.name]
         for tick, value in merged.get(table.name, {}).items():
-            if tick not in parts or digest(parts[tick]) != value:
+            if tick not in parts_now or digest(parts_now[tick]) != value:
                 return None
     return merged
 
@@ -232,11 +229,12 @@ def current_state(session: Session, compact: Path, history: Path | None) -> Curr
     ``feature_time`` is the newest compacted tick (None without any). The
     result never depends on whether or how much of the history is used.
     """
-    merged = _usable_history(history, compact)
+    listed = {table.name: part_files(compact, table.name) for table in TABLES_KEPT}
+    merged = _usable_history(history, listed)
     frames: dict[str, Frame] = {}
     recent: dict[str, list[str]] = {}
     for table in TABLES_KEPT:
-        parts = part_files(compact, table.name)
+        parts = listed[table.name]
         held = (merged or {}).get(table.name, {})
         recent[table.name] = [tick for tick in parts if tick not in held]
         files = [path for tick in recent[table.name] for path in parts[tick]]
@@ -246,5 +244,6 @@ def current_state(session: Session, compact: Path, history: Path | None) -> Curr
             continue
         past = _read_parts(session, table, sorted((history / table.name).glob("*.parquet")))
         frames[table.name] = _merge(table, past, rows) if files else past
-    ticks = compacted_ticks(compact)
-    return CurrentState(frames[POSTS], frames[STATS], ticks[-1] if ticks else None, recent)
+    ticks = sorted({tick for parts in listed.values() for tick in parts})
+    newest = datetime.strptime(ticks[-1], feat.DTIME_FORMAT).replace(tzinfo=UTC) if ticks else None
+    return CurrentState(frames[POSTS], frames[STATS], newest, recent)

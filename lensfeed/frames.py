@@ -21,6 +21,7 @@ private directory under the temporary directory, removed when the session closes
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -150,6 +151,20 @@ def close_session(session: Session) -> None:
         shutil.rmtree(getattr(session, "_lensfeed_spill", ""), ignore_errors=True)
     else:
         session.stop()
+
+
+@contextlib.contextmanager
+def session_scope(app: str, given: Session | None = None) -> Iterator[Session]:
+    """``given`` as is (a caller's session, e.g. a test's), else a session of
+    ``$FEATURES_ENGINE`` opened here and closed on the way out."""
+    if given is not None:
+        yield given
+        return
+    session = open_session(app)
+    try:
+        yield session
+    finally:
+        close_session(session)
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lensfeed import compact
-from lensfeed.frames import close_session, open_session
+from lensfeed.frames import session_scope
 from lensfeed.schemas import POSTS, STATS
 
 
@@ -31,15 +31,12 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     inputs = {POSTS: args.posts / POSTS, STATS: args.stats / STATS}
-    opened = session if session is not None else open_session("compact")
     try:
-        tick = compact.compact_partition(opened, inputs, args.out)
+        with session_scope("compact", session) as opened:
+            tick = compact.compact_partition(opened, inputs, args.out)
     except (KeyError, ValueError) as exc:
         print(f"compact: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    finally:
-        if session is None:
-            close_session(opened)
     if tick is None:
         print("compact: no partition in this datum; nothing to do")
     else:

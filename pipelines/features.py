@@ -29,7 +29,7 @@ from typing import Any
 
 from lensfeed import compact
 from lensfeed import features as feat
-from lensfeed.frames import close_session, open_session
+from lensfeed.frames import session_scope
 from lensfeed.schemas import POSTS
 
 
@@ -61,15 +61,12 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     of ``$FEATURES_ENGINE`` is opened and closed."""
     args = _parser().parse_args(argv)
     began = time.perf_counter()
-    session = spark if spark is not None else open_session("features")
     try:
-        summary = _run(args, session)
+        with session_scope("features", spark) as session:
+            summary = _run(args, session)
     except (KeyError, ValueError) as exc:
         print(f"features: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    finally:
-        if spark is None:
-            close_session(session)
     print(f"features: {summary} ({time.perf_counter() - began:.1f} s)")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lensfeed import compact
-from lensfeed.frames import close_session, open_session
+from lensfeed.frames import session_scope
 
 
 def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
@@ -27,15 +27,12 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         parser.add_argument(f"--{name}", type=Path, required=True, help=f"/pfs/{name}")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    opened = session if session is not None else open_session("history")
     try:
-        merged = compact.merge_history(opened, args.compact, args.out)
+        with session_scope("history", session) as opened:
+            merged = compact.merge_history(opened, args.compact, args.out)
     except (KeyError, ValueError) as exc:
         print(f"history: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    finally:
-        if session is None:
-            close_session(opened)
     ticks = sorted({tick for per_table in merged.values() for tick in per_table})
     span = f"{ticks[0]} .. {ticks[-1]}" if ticks else "no tick"
     print(f"history: {len(ticks)} tick(s) ({span}) in {time.perf_counter() - began:.1f} s")

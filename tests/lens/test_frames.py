@@ -116,3 +116,16 @@ def test_a_result_pending_on_the_session_does_not_block_new_frames(session):
     frame = frames.from_arrow(session, pa.table({"k": ["a"]}))
     assert frames.view(frame).toArrow().to_pylist() == [{"k": "a"}]
     assert frames.materialize(frame).count() == 1
+
+
+def test_session_scope_closes_only_the_session_it_opened(session):
+    with frames.session_scope("x", session) as given:
+        assert given is session
+    assert session._conn.execute("SELECT 1").fetchone() == (1,)  # still open
+    with frames.session_scope("x") as opened:
+        assert opened is not session
+        spill = Path(opened._lensfeed_spill)
+        assert opened._conn.execute("SELECT 2").fetchone() == (2,)
+    assert not spill.exists()
+    with pytest.raises(Exception, match="closed"):
+        opened._conn.execute("SELECT 3")
