@@ -7,8 +7,10 @@ and reported the fields the results file promises.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,17 +63,26 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
 
 def test_bench_dag_tiny(tmp_path: Path) -> None:
     out = tmp_path / "dag.json"
-    done = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "bench" / "dag.py"), "--posts", "1500", "--ticks", "2"),
-            *("--objects-per-hour", "1", "--out", str(out), "--work", str(tmp_path)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    # a short work dir: PostgreSQL's socket path beside its data must fit in 107 bytes,
+    # and a worker's tmp_path (/var/tmp/pytest-of-root/pytest-N/popen-gwK/...) may not
+    work = Path(
+        tempfile.mkdtemp(prefix="dag-", dir="/var/tmp" if Path("/var/tmp").is_dir() else None)
     )
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, str(ROOT / "bench" / "dag.py"), "--posts", "1500"),
+                *("--ticks", "2", "--objects-per-hour", "1"),
+                *("--out", str(out), "--work", str(work)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     # exit 1 with a report only says a timing target was missed, which a smoke test does
     # not judge; exit 1 without one is a crash
     assert done.returncode in (0, 1) and out.exists(), done.stdout + done.stderr
