@@ -4,7 +4,8 @@ A change to a branch (a user commit, a cron tick, a created pipeline) opens a
 *commit set*. In the same SQLite transaction that makes the change visible,
 one job row is queued for every pipeline downstream of it, each naming the
 exact input commits it will read (commits of the same set for inputs inside
-the set, current heads otherwise). Jobs run in order; a job's output commit is
+the set, current heads otherwise). The jobs of one pipeline run in order; jobs
+of different pipelines run at the same time. A job's output commit is
 inserted, with its provenance, in one transaction when it finishes, which also
 evaluates branch triggers on the output repo. The job table is a durable
 queue: a process killed mid-job leaves a ``running`` row that the next writer
@@ -70,6 +71,52 @@ class DatumOutcome:
     reason: str = ""
 
 
+def _serialized(progress: Progress) -> Progress:
+    """The callbacks of ``progress``, called one at a time (jobs report from their threads)."""
+    lock = threading.Lock()
+
+    def locked(fn: Callable[..., None]) -> Callable[..., None]:
+        def call(*args: Any) -> None:
+            with lock:
+                fn(*args)
+
+        return call
+
+    return Progress(
+        job_started=locked(progress.job_started),
+        datum_done=locked(progress.datum_done),
+        job_finished=locked(progress.job_finished),
+    )
+
+
+def _max_jobs() -> int:
+    """``PACHLOCAL_JOBS``: how many jobs (of different pipelines) run at once; default the
+    number of cores."""
+    value = os.environ.get("PACHLOCAL_JOBS", "")
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise EngineError(f"PACHLOCAL_JOBS={value!r}: expected a positive integer")
+    return int(value)
+
+
+@dataclass
+class _JobRun:
+    """A started job: its datums to run, those skipped, and the runner for them."""
+
+    job: Any
+    pipe: dict[str, Any]
+    started: float
+    skipped: list[DatumOutcome]
+    todo: list[tuple[Datum, str]]
+    total: int
+    runner: _DatumRunner
+
+    @property
+    def name(self) -> str:
+        return str(self.job["pipeline"])
+
+
 def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
     if "pfs" in node:
@@ -99,11 +146,14 @@ class Engine:
         progress: Progress | None = None,
         wait_for_lock: bool = True,
         command: str = "",
+        max_jobs: int | None = None,
     ) -> None:
         self.home = home
         self.store = Store(home, readonly=not write)
         self.secrets = SecretStore(home)
         self.progress = progress or Progress()
+        self._progress = _serialized(self.progress)
+        self.max_jobs = max(1, max_jobs or _max_jobs())
         self.write = write
         self._sandbox: Sandbox | None = None
         self._code_versions: dict[str, str] = {}
@@ -525,23 +575,65 @@ class Engine:
         )
 
     def run_pending(self) -> list[dict[str, Any]]:
-        """Run queued jobs in order until none is runnable; returns the finished job rows."""
+        """Run queued jobs until none is runnable; returns the finished job rows in the
+        order they finished.
+
+        As pachd's workers do, jobs of different pipelines run at the same time (up to
+        ``max_jobs``, default the number of cores) and the jobs of one pipeline run one
+        at a time, oldest first, since each reuses its predecessor's datums. Every store
+        access stays on this thread: a job's thread only runs its datums."""
         done: list[dict[str, Any]] = []
-        while True:
-            progressed = False
-            for job in self.pending_jobs():
-                status = self._readiness(job)
-                if status == "wait":
-                    continue
-                if status == "ready":
-                    self._run_job(job)
-                else:
+        running: dict[cf.Future[list[DatumOutcome]], _JobRun] = {}
+        with cf.ThreadPoolExecutor(self.max_jobs, thread_name_prefix="job") as pool:
+            try:
+                while True:
+                    progressed = self._start_ready(pool, running, done)
+                    if not running:
+                        if progressed:
+                            continue
+                        return done
+                    finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for fut in sorted(finished, key=lambda f: running[f].job["seq"]):
+                        run = running.pop(fut)
+                        self._run_job(run, fut)
+                        done.append(self.job(run.name, run.job["id"]))
+            except BaseException:
+                for run in running.values():
+                    run.runner.cancel()
+                cf.wait(running)
+                for run in running.values():
+                    run.runner.cleanup()
+                with contextlib.suppress(OSError, sqlite3.OperationalError):
+                    self._recover()
+                raise
+
+    def _start_ready(
+        self,
+        pool: cf.ThreadPoolExecutor,
+        running: dict[cf.Future[list[DatumOutcome]], _JobRun],
+        done: list[dict[str, Any]],
+    ) -> bool:
+        """Start every job that may start now; True when any job started or ended."""
+        progressed = False
+        seen = {run.name for run in running.values()}
+        for job in self.pending_jobs():
+            if job["pipeline"] in seen:  # a pipeline's jobs run one at a time, in order
+                continue
+            seen.add(job["pipeline"])
+            if len(running) >= self.max_jobs:
+                break
+            status = self._readiness(job)
+            if status == "wait":
+                continue
+            progressed = True
+            run = self._begin(job) if status == "ready" else None
+            if run is None:
+                if status != "ready":
                     self._finish_unrunnable(job, status)
                 done.append(self.job(job["pipeline"], job["id"]))
-                progressed = True
-                break
-            if not progressed:
-                return done
+                continue
+            running[pool.submit(self._work, run)] = run
+        return progressed
 
     def _readiness(self, job: Any) -> str:
         for inp in json.loads(job["inputs"]):
@@ -656,19 +748,18 @@ class Engine:
         digest = hashlib.sha256(os.fsencode(self.home.resolve())).hexdigest()[:16]
         return f"pachlocal-{digest}"
 
-    def _run_job(self, job: Any) -> None:
+    def _run_job(self, run: _JobRun, fut: cf.Future[list[DatumOutcome]]) -> None:
+        """Commit a job whose datums have run (or fail it)."""
         try:
-            self._execute(job)
+            self._complete(run, fut.result())
         except BaseException as exc:
             # Ctrl-C, a full disk or a crash of the engine itself: nothing of this job became
             # visible; put it back in the queue so the next run starts it from scratch. On a
             # full disk even that can fail: the job then stays 'running' and the next writer
             # resets it, as after a kill. Either way the original error is what is reported.
-            with contextlib.suppress(OSError, sqlite3.OperationalError):
-                self._recover()
             if isinstance(exc, OSError | sqlite3.OperationalError | StoreError):
                 raise EngineError(
-                    f"job {job['pipeline']}@{job['id']} stopped, nothing of it was committed: "
+                    f"job {run.name}@{run.job['id']} stopped, nothing of it was committed: "
                     f"{self._describe(exc)}; it runs again from scratch on the next write "
                     "(e.g. 'pachlocal run')"
                 ) from exc
@@ -682,7 +773,9 @@ class Engine:
             return f"{exc.filename or self.home}: {exc.strerror}"
         return str(exc)
 
-    def _execute(self, job: Any) -> None:
+    def _begin(self, job: Any) -> _JobRun | None:
+        """Mark a job running and sort its datums into skipped and to-do; None when the
+        job ended here (its datums could not be formed)."""
         name, job_id = job["pipeline"], job["id"]
         pipe = self.pipeline_version(name, job["spec_version"])
         spec, salt = pipe["spec"], pipe["salt"]
@@ -701,22 +794,42 @@ class Engine:
             )
         except ValueError as exc:
             self._fail_job(job, pipe, f"cannot form datums: {exc}", [])
-            return
+            return None
         prev_datums, prev_files = self._previous(name, job["seq"])
         every_job = spec.get("reprocessSpec") == "every_job"
-        outcomes: list[DatumOutcome] = []
+        skipped: list[DatumOutcome] = []
         todo: list[tuple[Datum, str]] = []
         for d in datums:
             h = datum_hash(d, salt)
             prev = prev_datums.get(d.id)
             if not every_job and prev and prev[0] == h and prev[1] in ("success", "skipped"):
                 kept = [e for e in prev_files.values() if e.datum == d.id]
-                outcomes.append(DatumOutcome(d, h, "skipped", outputs=kept))
+                skipped.append(DatumOutcome(d, h, "skipped", outputs=kept))
             else:
                 todo.append((d, h))
-        self.progress.job_started(name, job_id, len(datums))
-        self.progress.datum_done(name, len(outcomes), len(datums))
-        outcomes.extend(self._process(name, job, spec, todo, len(outcomes), len(datums)))
+        code_root = self.pipeline(name)["code_root"] if self._has_pipeline(name) else os.getcwd()
+        self.sandbox  # noqa: B018 (detected here, on the engine's thread, before any datum)
+        runner = _DatumRunner(self, name, job_id, spec, Path(code_root))
+        self._progress.job_started(name, job_id, len(datums))
+        self._progress.datum_done(name, len(skipped), len(datums))
+        return _JobRun(job, pipe, started, skipped, todo, len(datums), runner)
+
+    def _work(self, run: _JobRun) -> list[DatumOutcome]:
+        """A job's thread: run its datums (no store access here)."""
+        try:
+            if not run.todo:
+                return []
+            return self._run_datums(
+                run.runner, run.name, run.todo, len(run.skipped), run.total, run.pipe["spec"]
+            )
+        finally:
+            run.runner.cleanup()  # scratch dirs and the job's secret files never outlive it
+
+    def _complete(self, run: _JobRun, ran: Sequence[DatumOutcome]) -> None:
+        """Commit a job's output, or fail it, on the engine's thread."""
+        job, pipe, name, job_id = run.job, run.pipe, run.name, run.job["id"]
+        spec = pipe["spec"]
+        outcomes = [*run.skipped, *ran]
         self._write_logs(name, job_id, outcomes)
         failed = [o for o in outcomes if o.state == "failed"]
         if failed:
@@ -737,13 +850,13 @@ class Engine:
                 origin="AUTO",
                 entries=entries,
                 provenance=self._provenance(job, pipe),
-                started=started,
+                started=run.started,
             )
             self._record_datums(db, name, job_id, outcomes, "success", "")
             self._on_commit(
                 db, name, spec["outputBranch"], job_id, self._logical_time(job_id) or _now_iso()
             )
-        self.progress.job_finished(self.job(name, job_id))
+        self._progress.job_finished(self.job(name, job_id))
 
     def _fail_job(
         self,
@@ -768,7 +881,7 @@ class Engine:
                 error=reason,
             )
             self._record_datums(db, job["pipeline"], job["id"], outcomes, state, reason)
-        self.progress.job_finished(self.job(job["pipeline"], job["id"]))
+        self._progress.job_finished(self.job(job["pipeline"], job["id"]))
 
     def _record_datums(
         self,
@@ -830,24 +943,6 @@ class Engine:
             with path.open("a") as f:
                 f.write("\n".join(lines) + "\n")
 
-    def _process(
-        self,
-        name: str,
-        job: Any,
-        spec: Mapping[str, Any],
-        todo: Sequence[tuple[Datum, str]],
-        done: int,
-        total: int,
-    ) -> list[DatumOutcome]:
-        if not todo:
-            return []
-        pipe = self.pipeline(name) if self._has_pipeline(name) else {"code_root": os.getcwd()}
-        runner = _DatumRunner(self, name, job["id"], spec, Path(pipe["code_root"]))
-        try:
-            return self._run_datums(runner, name, todo, done, total, spec)
-        finally:
-            runner.cleanup()  # scratch dirs and the job's secret files never outlive it
-
     def _run_datums(
         self,
         runner: _DatumRunner,
@@ -868,7 +963,7 @@ class Engine:
             try:
                 for fut in cf.as_completed(futures):
                     results.append(fut.result())
-                    self.progress.datum_done(name, done + len(results), total)
+                    self._progress.datum_done(name, done + len(results), total)
             except BaseException:
                 runner.cancel()
                 for fut in futures:
@@ -937,13 +1032,15 @@ class Engine:
         )
 
     def tick_until(self, until: datetime, *, run: bool = True) -> list[tuple[datetime, str]]:
-        """Fire every due tick up to ``until`` (backfill), running the jobs after each tick."""
+        """Fire every due tick up to ``until`` (backfill: one commit each, as pachd creates
+        the ticks it missed), then run the jobs; the ticks' jobs overlap as far as
+        ``max_jobs`` and the one-job-at-a-time rule of each pipeline allow."""
         fired = []
         for when, name, leaf in self.due_ticks(until):
             self.fire_tick(name, leaf, when)
             fired.append((when, name))
-            if run:
-                self.run_pending()
+        if run:
+            self.run_pending()
         return fired
 
     def run_cron(self, pipeline: str, when: datetime | None = None) -> str:
@@ -1075,7 +1172,9 @@ class _DatumRunner:
         self.code_root = code_root
         self.objects = engine.store.objects
         self.sandbox = engine.sandbox
-        self.work = engine.home / "work" / job_id
+        # jobs of one commit set share an id and may run at once: paths name the pipeline too
+        self.work = engine.home / "work" / "jobs" / pipeline / job_id
+        self.secret_dir = engine.home / "work" / "secrets" / pipeline / job_id
         self.timeout = duration_seconds(spec["datumTimeout"]) if spec.get("datumTimeout") else None
         self.tries = max(1, int(spec.get("datumTries", 3)))
         self.accept = {0, *[int(c) for c in self.transform.get("acceptReturnCode") or []]}
@@ -1102,7 +1201,7 @@ class _DatumRunner:
             if s.get("envVar"):
                 env[s["envVar"]] = values[s["key"]].decode()
             if s.get("mountPath"):
-                src = self.engine.home / "work" / "secrets" / self.job_id / s["name"]
+                src = self.secret_dir / s["name"]
                 src.mkdir(parents=True, exist_ok=True, mode=0o700)
                 for key, value in values.items():
                     fd = os.open(src / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -1118,7 +1217,7 @@ class _DatumRunner:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-        shutil.rmtree(self.engine.home / "work" / "secrets" / self.job_id, ignore_errors=True)
+        shutil.rmtree(self.secret_dir, ignore_errors=True)
 
     def run(self, datum: Datum, digest: str) -> DatumOutcome:
         outcome = DatumOutcome(datum, digest, "failed")
