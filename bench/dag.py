@@ -23,6 +23,9 @@ Connect server), creates every pipeline of ``specs/`` and measures, in one proce
   services, already warm). Target: <= 25 % of the recompute.
 - ``tick``: that incremental tick's wall time against the absolute target
   for a whole tick at this scale (< 8 s at 1M posts).
+- ``tick_growth`` (``--growth 4`` instead of the above): an incremental tick on a
+  state of 4 x ``--posts`` against one of ``--posts`` (each state's history in one
+  tick, then an empty tick, then two hours of exports). Target: <= 2.
 
 Every row also gives the seconds spent in each pipeline's jobs (``job_seconds``).
 Prints ``what | ours | baseline | ratio | target | met`` and writes
@@ -395,6 +398,66 @@ def run(
     return results
 
 
+def increment_at(
+    posts: int, seed: int, work: Path, per_hour: int, engine_name: str
+) -> tuple[float, dict[str, Any]]:
+    """The wall time of an incremental tick on a state whose whole history came in one
+    tick: history, an empty tick, then two hours of exports (as in :func:`run`)."""
+    objects = plan(posts, seed, 1, per_hour)
+    landing = landing_incremental(1)
+    with (
+        EmbeddedPostgres(work / "pgdata") as pg,
+        EmulatorServer(bucket="lens-growth") as emulator,
+        features_engine(engine_name, work) as (features, _),
+    ):
+        upload_exports(emulator.client().bucket("lens-growth"), objects, landing)
+        gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
+        gcs["GCS_BUCKET"] = "lens-growth"
+        with dag_state(work / "state", posts, pg.dsn, gcs, seed, features) as engine:
+            engine.tick_until(hour(2))
+            seq = engine.store.next_seq() - 1
+            began = time.perf_counter()
+            engine.tick_until(hour(3))
+            seconds = time.perf_counter() - began
+            jobs = jobs_since(engine, seq)
+    history = sum(
+        o.table_data.num_rows for o in objects if o.table == POSTS and landing(o) <= hour(1)
+    )
+    return seconds, {
+        "history_post_rows": history,
+        "added_post_rows": sum(o.table_data.num_rows for o in objects if o.table == POSTS)
+        - history,
+        "job_seconds": job_seconds(jobs),
+        "failed_jobs": failures(jobs),
+    }
+
+
+def growth(
+    posts: int, factor: int, seed: int, work: Path, per_hour: int, engine_name: str
+) -> list[dict[str, Any]]:
+    """``tick_growth``: an incremental tick at ``factor`` x ``posts`` of history against one
+    at ``posts``. The generator's delta grows with the history (two hours of exports), so
+    the ratio is an upper bound of the same-delta figure. Target: <= 2."""
+    small_s, small = increment_at(posts, seed, work / "small", per_hour, engine_name)
+    print(
+        f"  incremental tick at {posts:,} posts: {small_s:.1f} s {small['job_seconds']}", flush=True
+    )
+    big_s, big = increment_at(posts * factor, seed, work / "big", per_hour, engine_name)
+    print(
+        f"  incremental tick at {posts * factor:,} posts: {big_s:.1f} s {big['job_seconds']}",
+        flush=True,
+    )
+    ratio = big_s / small_s
+    return [{
+        "key": "tick_growth",
+        "what": f"incremental tick at {big['history_post_rows']:,} post rows of history"
+                f" vs at {small['history_post_rows']:,}",
+        "ours_s": round(big_s, 3), "baseline_s": round(small_s, 3), "ratio": round(ratio, 3),
+        "target": "ours/base <= 2", "met": ratio <= 2 and not small["failed_jobs"] + big["failed_jobs"],
+        "ours": big, "baseline": small,
+    }]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=100_000)
@@ -409,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         default="duckdb",
         help="where the features jobs run (Spark: on a Connect server started here)",
     )
+    parser.add_argument(
+        "--growth",
+        type=int,
+        metavar="FACTOR",
+        help="instead: an incremental tick at FACTOR x --posts of history against one at --posts",
+    )
     parser.add_argument("--out", type=Path, help="default bench/results/dag-<YYYY-MM-DD>.json")
     parser.add_argument("--work", type=Path, help="state directory (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -419,15 +488,31 @@ def main(argv: list[str] | None = None) -> int:
         f"load {info['load_average_at_start']}; {args.posts:,} posts"
     )
     with tempfile.TemporaryDirectory(prefix="lensfeed-dag-", dir=args.work) as tmp:
-        results = run(
-            args.posts,
-            args.seed,
-            Path(tmp),
-            args.ticks,
-            args.objects_per_hour,
-            args.features_engine,
-        )
+        if args.growth:
+            results = growth(
+                args.posts,
+                args.growth,
+                args.seed,
+                Path(tmp),
+                args.objects_per_hour,
+                args.features_engine,
+            )
+        else:
+            results = run(
+                args.posts,
+                args.seed,
+                Path(tmp),
+                args.ticks,
+                args.objects_per_hour,
+                args.features_engine,
+            )
     setup = {"posts": args.posts, "ticks": args.ticks, "features_engine": args.features_engine}
+    if args.growth:
+        setup = {
+            "posts": args.posts,
+            "growth": args.growth,
+            "features_engine": args.features_engine,
+        }
     report(results, args.out, "dag-", {**setup, "machine": info})
     return 0 if all(r["met"] for r in results) else 1
 

@@ -1032,15 +1032,18 @@ class Engine:
         )
 
     def tick_until(self, until: datetime, *, run: bool = True) -> list[tuple[datetime, str]]:
-        """Fire every due tick up to ``until`` (backfill: one commit each, as pachd creates
-        the ticks it missed), then run the jobs; the ticks' jobs overlap as far as
-        ``max_jobs`` and the one-job-at-a-time rule of each pipeline allow."""
+        """Fire every due tick up to ``until`` (backfill), running the jobs after each tick.
+
+        Tick by tick, as on a cluster where ticks come an hour apart: a tick's jobs bind
+        their inputs when the tick fires, so firing the next tick before this one's jobs
+        ran would bind it to heads this tick is about to move (a model a branch trigger
+        has not yet built, say) and change what it computes."""
         fired = []
         for when, name, leaf in self.due_ticks(until):
             self.fire_tick(name, leaf, when)
             fired.append((when, name))
-        if run:
-            self.run_pending()
+            if run:
+                self.run_pending()
         return fired
 
     def run_cron(self, pipeline: str, when: datetime | None = None) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,8 +62,8 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
         assert results["predict"]["labels_equal"] is True
 
 
-def test_bench_dag_tiny(tmp_path: Path) -> None:
-    out = tmp_path / "dag.json"
+def run_dag(out: Path, *args: str) -> dict[str, dict[str, Any]]:
+    """bench/dag.py's results at toy scale."""
     # a short work dir: PostgreSQL's socket path beside its data must fit in 107 bytes,
     # and a worker's tmp_path (/var/tmp/pytest-of-root/pytest-N/popen-gwK/...) may not
     work = Path(
@@ -71,8 +72,7 @@ def test_bench_dag_tiny(tmp_path: Path) -> None:
     try:
         done = subprocess.run(
             [
-                *(sys.executable, str(ROOT / "bench" / "dag.py"), "--posts", "1500"),
-                *("--ticks", "2", "--objects-per-hour", "1"),
+                *(sys.executable, str(ROOT / "bench" / "dag.py"), *args, "--objects-per-hour", "1"),
                 *("--out", str(out), "--work", str(work)),
             ],
             cwd=ROOT,
@@ -86,7 +86,24 @@ def test_bench_dag_tiny(tmp_path: Path) -> None:
     # exit 1 with a report only says a timing target was missed, which a smoke test does
     # not judge; exit 1 without one is a crash
     assert done.returncode in (0, 1) and out.exists(), done.stdout + done.stderr
-    results = json.loads(out.read_text())["results"]
+    return json.loads(out.read_text())["results"]  # type: ignore[no-any-return]
+
+
+def test_bench_dag_growth_tiny(tmp_path: Path) -> None:
+    results = run_dag(tmp_path / "growth.json", "--posts", "600", "--growth", "2")
+    assert set(results) == {"tick_growth"}
+    growth = results["tick_growth"]
+    assert growth["ours"]["failed_jobs"] == [] and growth["baseline"]["failed_jobs"] == []
+    small, big = growth["baseline"]["history_post_rows"], growth["ours"]["history_post_rows"]
+    assert 0 < small < big and growth["ours"]["added_post_rows"] > 0
+    assert growth["ratio"] == pytest.approx(growth["ours_s"] / growth["baseline_s"], abs=1e-3)
+    assert {"ingest", "compact", "features", "predict", "feed"} <= set(
+        growth["ours"]["job_seconds"]
+    )
+
+
+def test_bench_dag_tiny(tmp_path: Path) -> None:
+    results = run_dag(tmp_path / "dag.json", "--posts", "1500", "--ticks", "2")
     assert set(results) == {"full_dag", "empty_tick", "incremental_tick", "tick"}
     for result in results.values():
         assert result["failed_jobs"] == [], result

@@ -108,6 +108,19 @@ def test_every_tick_ran_every_pipeline_successfully(first_run: Path) -> None:
     }
 
 
+def test_every_tick_predicts_and_pushes_a_feed(first_run: Path) -> None:
+    """Each tick's jobs see what the tick before produced (the model a trigger built in
+    the first tick included): every tick predicts and commits a non-empty feed."""
+    with Engine(first_run, write=False) as engine:
+        ticks = [j["id"] for j in engine.jobs("ingest") if j["processed"]]
+        assert len(ticks) == TICKS
+        for set_id in ticks:
+            (predict,) = engine.jobs("predict", set_id)
+            assert (predict["state"], predict["processed"]) == ("success", 1), predict
+            files = engine.store.manifest(engine.store.get_commit("feed", set_id))
+            assert files["/feed.csv"].size > 0
+
+
 def test_rerunning_the_same_ticks_changes_nothing(first_run: Path) -> None:
     with Engine(first_run) as engine:
         before = len(engine.store.list_commits())
