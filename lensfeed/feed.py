@@ -103,9 +103,24 @@ def engagement_score(posts: pd.DataFrame) -> pd.Series:
     return total
 
 
+def _strictly_increasing(values: pd.Series) -> bool:
+    """Sorted and unique (a comparison per row: cheaper than hashing every string)."""
+    array = values.to_numpy()
+    try:
+        return len(array) < 2 or bool((array[1:] > array[:-1]).all())
+    except TypeError:  # a null or a non-string id: the general path decides
+        return False
+
+
 def latest_per_post(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per ``post_id``: the newest ``feature_time`` (ties: higher engagement), sorted by post_id."""
     _require(predictions, PREDICTION_COLUMNS, "predictions")
+    if _strictly_increasing(predictions["post_id"]):
+        # predict's output: one row per post, sorted. The sort below would keep every
+        # row in place; skipping it keeps the feed step linear in the posts.
+        scored = predictions.copy(deep=False)  # new columns only: no need to copy the data
+        scored["engagement_score"] = engagement_score(predictions)
+        return scored.set_axis(pd.RangeIndex(len(scored)), copy=False)
     ranked = predictions.assign(
         _time=pd.to_datetime(predictions["feature_time"], utc=True),
         engagement_score=engagement_score(predictions),
@@ -124,7 +139,11 @@ def exclusion_masks(posts: pd.DataFrame) -> dict[str, pd.Series]:
     unknown = sorted({str(v) for v in labels[~labels.isin(LABELS)].tolist()})
     if unknown:
         raise ValueError(f"label: unexpected value(s) {unknown}; expected one of {LABELS}")
-    warning = posts["content_warning"].fillna("").astype(str).str.strip() != ""
+    notes = posts["content_warning"]
+    present = notes.notna().to_numpy()  # mostly null: strip only the values there are
+    flagged = np.zeros(len(notes), dtype=bool)
+    flagged[present] = (notes[present].astype(str).str.strip() != "").to_numpy()
+    warning = pd.Series(flagged, index=posts.index)
     return {
         "not_original": ~_flag(posts["is_original"], when_null=False),
         "content_warning": warning,

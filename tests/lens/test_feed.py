@@ -338,6 +338,20 @@ def test_same_seed_same_feed_other_seed_other_sample():
     assert set(other["post_id"]) != set(first["post_id"])
 
 
+def test_sorted_predictions_skip_the_sort_with_the_same_result():
+    """predict writes one row per post, sorted: that input skips the sort (linear), and
+    gives the frame a shuffled copy gets through the general path."""
+    frame = random_predictions(3000, seed=5)
+    frame.loc[::7, "content_warning"] = "  \t"  # whitespace only: no warning
+    frame.loc[::11, "content_warning"] = " cw "
+    fast = latest_per_post(frame)
+    general = latest_per_post(frame.sample(frac=1, random_state=3))
+    pd.testing.assert_frame_equal(fast, general)
+    warned = [isinstance(v, str) and v.strip() != "" for v in fast["content_warning"]]
+    assert exclusion_masks(fast)["content_warning"].tolist() == warned
+    assert sum(warned) > 0 and not all(warned)
+
+
 def test_each_post_appears_once():
     frame = random_predictions(5000)
     doubled = pd.concat([frame, frame], ignore_index=True)
