@@ -44,15 +44,20 @@ posts by the 24th tick:
     incremental tick (+1.5 % posts)  16.0 s vs 50.1 s recompute = 0.32  (<= 0.25)  MISSED
     (another run of the same design: 13.7 s vs 40.9 s = 0.34)
 
-Where the time goes now (job seconds of the incremental tick): features 3.5,
-predict 3.4, feed 2.9, ingest 2.1, eigentrust 1.8 (a new follower snapshot),
-compact 1.5, trust 0.9. No step dominates: each job is a fresh process
-(imports, a DuckDB session, sqlframe planning of about 0.3-1 s), run one
-after another. In the backfill the jobs add up to the wall time (about 14 s
-a tick). What would reach the targets: jobs of different pipelines running at
-once (the engine runs one job at a time), a compaction written on Arrow
-alone (a tick's partition is small at any scale), and trimming each job's
-fixed cost (imports, planning).
+    2026-12-04, jobs of different pipelines at once, feed linear (commit ec7e640):
+    full DAG, 24 ticks backfilled   283.5 s, peak 2.38 GiB   (< 180 s, < 3 GiB)  MISSED (time)
+    empty tick, whole DAG             0.70 s, no JVM, only ingest ran  (< 3 s)  met
+    incremental tick (+1.5 % posts)  11.6 s vs 40.3 s recompute = 0.29  (<= 0.25)  MISSED
+    --growth 4: 27.8 s at 3,329,793 posts vs 9.8 s at 833,549 = 2.82  (<= 2)  MISSED
+
+Where the time goes (job seconds of the incremental tick at 1M): predict 3.3,
+features 3.0, ingest 1.7, eigentrust 1.6 (beside compact), feed 1.3, compact
+1.1, trust 0.7 (beside features). A tick is a chain (ingest, compact, features,
+predict, feed), so running pipelines at once saves only what sits beside it.
+At 4M posts: predict 14.9, features 6.8, feed 3.1: predict runs the classifier
+over every current post at every tick (ages and author maxima move every
+post's features), linear in the posts; docs/dag.md has the profile and what
+would lift that floor (predicting only the posts whose features changed).
 """
 
 from __future__ import annotations

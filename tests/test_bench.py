@@ -89,19 +89,6 @@ def run_dag(out: Path, *args: str) -> dict[str, dict[str, Any]]:
     return json.loads(out.read_text())["results"]  # type: ignore[no-any-return]
 
 
-def test_bench_dag_growth_tiny(tmp_path: Path) -> None:
-    results = run_dag(tmp_path / "growth.json", "--posts", "600", "--growth", "2")
-    assert set(results) == {"tick_growth"}
-    growth = results["tick_growth"]
-    assert growth["ours"]["failed_jobs"] == [] and growth["baseline"]["failed_jobs"] == []
-    small, big = growth["baseline"]["history_post_rows"], growth["ours"]["history_post_rows"]
-    assert 0 < small < big and growth["ours"]["added_post_rows"] > 0
-    assert growth["ratio"] == pytest.approx(growth["ours_s"] / growth["baseline_s"], abs=1e-3)
-    assert {"ingest", "compact", "features", "predict", "feed"} <= set(
-        growth["ours"]["job_seconds"]
-    )
-
-
 def test_bench_dag_tiny(tmp_path: Path) -> None:
     results = run_dag(tmp_path / "dag.json", "--posts", "1500", "--ticks", "2")
     assert set(results) == {"full_dag", "empty_tick", "incremental_tick", "tick"}
