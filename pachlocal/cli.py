@@ -10,6 +10,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -190,10 +191,25 @@ def create_repo(a: argparse.Namespace, e: Engine) -> int:
     return 0
 
 
-@command("delete", "repo", write=True, args=[A("repo")])
+@command(
+    "delete",
+    "repo",
+    write=True,
+    args=[
+        A("repo"),
+        A("-f", "--force", action="store_true", help="delete it even if pipelines read it"),
+    ],
+)
 def delete_repo(a: argparse.Namespace, e: Engine) -> int:
     if any(p["name"] == a.repo for p in e.pipelines()):
         raise EngineError(f"repo {a.repo} is the output of a pipeline: delete the pipeline instead")
+    e.store.require_repo(a.repo)
+    readers = sorted(p["name"] for p in e.pipelines() if e.reads(p["spec"], a.repo))
+    if readers and not a.force:
+        raise EngineError(
+            f"cannot delete repo {a.repo}: pipeline(s) {', '.join(readers)} read it "
+            "(delete them first, or --force)"
+        )
     e.store.delete_repo(a.repo)
     return 0
 
@@ -464,7 +480,7 @@ def inspect_commit(a: argparse.Namespace, e: Engine) -> int:
 
 
 _WAIT_ARGS = [
-    A("commit", help="a commit-set id or repo@commit"),
+    A("commit", help="a commit-set id, repo@commit or repo@branch"),
     A("--timeout", type=float, default=0, help="seconds (0: no limit)"),
 ]
 
@@ -489,9 +505,26 @@ def _wait_set(e: Engine, set_id: str, timeout: float) -> int:
         time.sleep(0.2)
 
 
+def _waited_set(e: Engine, ref: str) -> str:
+    """The commit set ``wait commit`` waits for: an id as given; for ``repo@branch``, the
+    newest job's set when the branch is a pipeline's output (its head is open on pachd),
+    else the branch head's."""
+    repo, at, rest = ref.partition("@")
+    if not at or re.fullmatch(r"[0-9a-f]{32}", rest):
+        return rest or ref
+    branch = re.split(r"[\^~]", rest, maxsplit=1)[0]
+    if branch == rest and any(
+        p["name"] == repo and p["spec"]["outputBranch"] == branch for p in e.pipelines()
+    ):
+        jobs = e.jobs(repo)
+        if jobs:
+            return str(jobs[0]["id"])
+    return e.store.resolve(ref).id
+
+
 @command("wait", "commit", write=True, args=_WAIT_ARGS)
 def wait_commit(a: argparse.Namespace, e: Engine) -> int:
-    set_id = a.commit.partition("@")[2] or a.commit
+    set_id = _waited_set(e, a.commit)
     if not e.store.list_commits(commit_id=set_id) and not e.jobs(set_id=set_id):
         raise StoreError(f"commit set {set_id} not found")
     return _wait_set(e, set_id, a.timeout)

@@ -117,6 +117,53 @@ class _JobRun:
         return str(self.job["pipeline"])
 
 
+#: Spec fields that change what a pipeline does and that pachlocal does not do: refused,
+#: naming the field, rather than run as a plain job (docs/pachlocal.md lists them).
+UNSUPPORTED = {
+    "egress": "egress (pushing the output commit to an object store or database)",
+    "spout": "spouts (long-running pipelines without an input)",
+    "service": "services (long-running pods behind a Kubernetes service)",
+    "s3Out": "the S3 gateway output (s3Out)",
+    "determined": "Determined integration",
+    "transform.datumBatching": "datum batching (one process for many datums)",
+    "transform.build": "build pipelines (transform.build)",
+}
+
+
+def refuse_unsupported(spec: Mapping[str, Any]) -> None:
+    """Refuse a spec that asks for something pachlocal would silently not do."""
+    name = spec["pipeline"]["name"]
+    for key, what in UNSUPPORTED.items():
+        node: Any = spec
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None and node is not False:
+            raise EngineError(f"pipeline {name}: {key}: pachlocal does not support {what}")
+    projects = [("pipeline.project", (spec["pipeline"].get("project") or {}).get("name"))]
+    for path, leaf in _input_leaves(spec.get("input") or {}, "input"):
+        projects.append((f"{path}.project", leaf.get("project")))
+        if leaf.get("s3"):
+            raise EngineError(
+                f"pipeline {name}: {path}.s3: pachlocal does not support S3 gateway inputs"
+            )
+    for path, project in projects:
+        if project not in (None, "", "default"):
+            raise EngineError(
+                f"pipeline {name}: {path}: project {project!r}: pachlocal has the "
+                "'default' project only"
+            )
+
+
+def _input_leaves(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, pfs or cron input) for each leaf of an input tree."""
+    for kind in ("pfs", "cron"):
+        if kind in node:
+            yield f"{path}.{kind}", node[kind]
+    for key in ("cross", "union", "join", "group"):
+        for i, child in enumerate(node.get(key) or []):
+            yield from _input_leaves(child, f"{path}.{key}[{i}]")
+
+
 def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
     if "pfs" in node:
@@ -244,6 +291,7 @@ class Engine:
             The id of the commit set the creation opened.
         """
         spec = parse_pipeline_spec(doc)
+        refuse_unsupported(spec)
         check_mount_targets(spec)  # a secret mount this host cannot create fails now
         name = spec["pipeline"]["name"]
         existing = self.store.db.execute("SELECT * FROM pipelines WHERE name=?", (name,)).fetchone()
@@ -310,7 +358,7 @@ class Engine:
 
     def delete_pipeline(self, name: str, *, keep_repo: bool = False) -> None:
         pipe = self.pipeline(name)
-        downstream = [p["name"] for p in self.pipelines() if self._reads(p["spec"], name)]
+        downstream = [p["name"] for p in self.pipelines() if self.reads(p["spec"], name)]
         if downstream and not keep_repo:
             raise EngineError(
                 f"cannot delete pipeline {name}: {', '.join(downstream)} read its output"
@@ -328,7 +376,8 @@ class Engine:
                     self.store.delete_repo(leaf["repo"])
 
     @staticmethod
-    def _reads(spec: Mapping[str, Any], repo: str) -> bool:
+    def reads(spec: Mapping[str, Any], repo: str) -> bool:
+        """Whether a pipeline spec takes ``repo`` as an input."""
         return any(leaf["repo"] == repo for leaf in _leaves(spec.get("input") or {}))
 
     # -- commit sets and the job queue ------------------------------------------------------
@@ -510,6 +559,7 @@ class Engine:
         in the open commit or inserts the finished commit: a process killed at any point
         leaves the whole change or none of it (plus unreferenced objects)."""
         self.store.require_repo(repo)
+        self._refuse_output_branch(repo, branch)
         changes = self._stage(puts, deletes)
         with self.store.transaction() as db:
             open_id = self.store.open_commit(repo, branch)
@@ -553,7 +603,14 @@ class Engine:
         self._on_commit(db, repo, branch, commit_id, lt)
 
     def start_commit(self, repo: str, branch: str, description: str = "") -> str:
+        self._refuse_output_branch(repo, branch)
         return self.store.start_commit(repo, branch, description)
+
+    def _refuse_output_branch(self, repo: str, branch: str) -> None:
+        """pachd's rule: only a pipeline's jobs commit to its output branch (a branch with
+        provenance); its other branches take user commits."""
+        if self._has_pipeline(repo) and self.pipeline(repo)["spec"]["outputBranch"] == branch:
+            raise EngineError(f"cannot start a commit on an output branch: {repo}@{branch}")
 
     def finish_commit(
         self, repo: str, commit_id: str, *, logical_time: str | None = None, cause: str = ""
@@ -1252,29 +1309,12 @@ class _DatumRunner:
                 hidden=(self.engine.home.resolve(),),
                 keep=self.keep,
             )
-            ok = self._attempts(outcome, env, mounts, pfs)
-            if ok:
+            ran = self._attempts(outcome, env, mounts, pfs)
+            if ran == "success":
                 # success only once every output is stored: a collection error (say, a full
                 # disk) must fail the datum, not commit it with outputs missing
-                outcome.outputs = self._collect(datum.id, pfs / "out")
-                outcome.state = "success"
-            elif self.transform.get("errCmd") and not self.cancelled.is_set():
-                shutil.rmtree(pfs / "out", ignore_errors=True)
-                (pfs / "out").mkdir()
-                res = self.sandbox.run(
-                    self.transform["errCmd"],
-                    stdin=_stdin(self.transform.get("errStdin")),
-                    env=env,
-                    cwd=self._cwd(),
-                    mounts=mounts,
-                    timeout=self.timeout,
-                    cancel=self.cancelled,
-                )
-                outcome.log.append(
-                    (outcome.attempts, "errCmd: " + res.output.decode(errors="replace"))
-                )
-                if res.returncode == 0:
-                    outcome.state = "recovered"
+                outcome.outputs = self._collect(datum, pfs / "out")
+            outcome.state = ran
         except OutputError as exc:
             outcome.reason = str(exc)
         except OSError as exc:
@@ -1288,12 +1328,16 @@ class _DatumRunner:
 
     def _attempts(
         self, outcome: DatumOutcome, env: Mapping[str, str], mounts: Mounts, pfs: Path
-    ) -> bool:
+    ) -> str:
+        """Run the command up to ``datumTries`` times: ``success``, else ``recovered`` when
+        ``errCmd`` (run after every failed try, as pachd's worker does) exited 0 after the
+        last one, else ``failed``."""
         stdin = _stdin(self.transform.get("stdin"))
+        recovered = False
         for attempt in range(1, self.tries + 1):
             if self.cancelled.is_set():
                 outcome.reason = "cancelled"
-                return False
+                return "failed"
             if attempt > 1:
                 shutil.rmtree(pfs / "out", ignore_errors=True)
                 (pfs / "out").mkdir()
@@ -1322,11 +1366,32 @@ class _DatumRunner:
                     else f"command exited with code {res.returncode}"
                 )
             else:
-                return True
+                return "success"
             outcome.log.append(
                 (attempt, f"attempt {attempt}/{self.tries} failed: {outcome.reason}")
             )
-        return False
+            recovered = self._err_cmd(outcome, attempt, env, mounts, pfs)
+        return "recovered" if recovered else "failed"
+
+    def _err_cmd(
+        self, outcome: DatumOutcome, attempt: int, env: Mapping[str, str], mounts: Mounts, pfs: Path
+    ) -> bool:
+        """Run ``errCmd`` after a failed try (with an empty ``/pfs/out``); True if it exited 0."""
+        if not self.transform.get("errCmd") or self.cancelled.is_set():
+            return False
+        shutil.rmtree(pfs / "out", ignore_errors=True)
+        (pfs / "out").mkdir()
+        res = self.sandbox.run(
+            self.transform["errCmd"],
+            stdin=_stdin(self.transform.get("errStdin")),
+            env=env,
+            cwd=self._cwd(),
+            mounts=mounts,
+            timeout=self.timeout,
+            cancel=self.cancelled,
+        )
+        outcome.log.append((attempt, "errCmd: " + res.output.decode(errors="replace")))
+        return res.returncode == 0
 
     def _materialise(self, datum: Datum, scratch: Path) -> Path:
         pfs = scratch / "pfs"
@@ -1346,20 +1411,40 @@ class _DatumRunner:
                         os.link(self.objects.path(f.hash), dest)
         return pfs
 
-    def _collect(self, datum_id: str, out: Path) -> list[Entry]:
+    def _collect(self, datum: Datum, out: Path) -> list[Entry]:
         """Store the datum's outputs (every process of the datum has ended): regular files
-        and directories only, UTF-8 names without control characters; a symlink stores
-        its target's content when the target is a file inside ``/pfs``."""
-        entries = []
-        for local, rel in _output_files(out):
-            try:
-                _own_copy(local, out.parent, rel)
+        and directories only, UTF-8 names without control characters. A symlink to an
+        input file stores that input file as the commit holds it, as pachd's upload does
+        (its content even where the datum saw it empty, under ``emptyFiles``); a symlink
+        to another file inside ``/pfs`` stores that file's content."""
+        pfs = out.parent
+        inputs = {
+            (pfs / i.name / f.path.lstrip("/")).resolve(): f for i in datum.inputs for f in i.files
+        }
+        files = list(_output_files(out))
+        by_reference: dict[str, Entry] = {}
+        try:
+            # links first: a link's target may be another output, which storing moves away
+            for local, rel in files:
+                if not local.is_symlink():
+                    continue
+                linked = inputs.get(_link_target(local, pfs, rel))
+                if linked is not None:
+                    by_reference[rel] = Entry(rel, linked.hash, linked.size, datum.id)
+                else:
+                    _own_copy(local, pfs, rel)
+            entries = []
+            for local, rel in files:
+                if rel in by_reference:
+                    entries.append(by_reference[rel])
+                    continue
+                _own_copy(local, pfs, rel)
                 digest, size = self.objects.adopt(local)
-            except OutputError:
-                raise
-            except OSError as exc:  # e.g. no space left: name the output, not scratch
-                raise OSError(exc.errno, f"cannot store output {rel}: {exc.strerror}") from exc
-            entries.append(Entry(rel, digest, size, datum_id))
+                entries.append(Entry(rel, digest, size, datum.id))
+        except OutputError:
+            raise
+        except OSError as exc:  # e.g. no space left: name the output, not scratch
+            raise OSError(exc.errno, f"cannot store output {rel}: {exc.strerror}") from exc
         return entries
 
 
@@ -1415,22 +1500,29 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), f"file of mode {mode:o}")
 
 
+def _link_target(local: Path, pfs: Path, rel: str) -> Path:
+    """The regular file inside ``/pfs`` that the symlink ``local`` leads to (a datum's
+    absolute ``/pfs/...`` targets read as the datum saw them)."""
+    target = os.readlink(local)
+    if target.startswith(PFS_PREFIX):
+        target = str(pfs / target[len(PFS_PREFIX) :])
+    real = Path(target if os.path.isabs(target) else local.parent / target).resolve()
+    if not real.is_relative_to(pfs.resolve()):
+        raise OutputError(f"output {rel} links outside /pfs: {os.readlink(local)}")
+    if not real.is_file():
+        raise OutputError(
+            f"output {rel} links to {os.readlink(local)}, which is not a regular file"
+        )
+    return real
+
+
 def _own_copy(local: Path, pfs: Path, rel: str) -> None:
     """Make ``local`` a regular file that nothing else shares before it moves into the
     store: a symlink becomes a copy of its target (a regular file inside ``/pfs``, as
     Pachyderm follows links to inputs), a file with other hard links becomes a copy."""
     st = os.lstat(local)
     if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(local)
-        if target.startswith(PFS_PREFIX):
-            target = str(pfs / target[len(PFS_PREFIX) :])
-        real = Path(target if os.path.isabs(target) else local.parent / target).resolve()
-        if not real.is_relative_to(pfs.resolve()):
-            raise OutputError(f"output {rel} links outside /pfs: {os.readlink(local)}")
-        if not real.is_file():
-            raise OutputError(
-                f"output {rel} links to {os.readlink(local)}, which is not a regular file"
-            )
+        real = _link_target(local, pfs, rel)
     elif st.st_nlink == 1:
         return
     else:

@@ -224,18 +224,23 @@ def test_datum_writing_past_a_full_disk_fails_its_job_and_reruns_clean(
 def test_full_disk_while_storing_an_output_fails_the_datum_not_silently(
     pl: Pachlocal, small_disk: SmallDisk, tmp_path: Path, write: Write, capsys: Any
 ) -> None:
-    """The engine's own copy of an output (a symlink to an input is followed) hits ENOSPC.
+    """The engine's own copy of an output (a symlink to another output file becomes a
+    copy of it) hits ENOSPC.
 
     Before the fix the datum counted as a success with its outputs missing, and the
-    job committed an empty output.
+    job committed an empty output. (A symlink to an input stores the input by
+    reference, as pachd does: no copy, so it cannot hit a full disk.)
     """
-    big = os.urandom(int(2.5 * MiB))  # stored once; its copy does not fit beside it
-    script = "ln -s /pfs/in/big /pfs/out/big-copy && echo small > /pfs/out/small"
+    size = 2_200_000  # written once by the datum; its copy does not fit beside it
+    script = (
+        f"yes abc | head -c {size} > /pfs/out/big && ln -s big /pfs/out/big-copy "
+        "&& echo small > /pfs/out/small"
+    )
     spec = pl.spec(tmp_path, pipeline_spec("linked", script, glob="/"))
 
     def steps(p: Pachlocal) -> None:
         p("create", "repo", "in")
-        p("put", "file", "in@master:/big", "-f", str(write("big", big)))
+        p("put", "file", "in@master:/seed", "-f", str(write("seed", "1")))
         p("create", "pipeline", "-f", spec)
 
     steps(pl)
@@ -248,7 +253,7 @@ def test_full_disk_while_storing_an_output_fails_the_datum_not_silently(
     )
     assert job["reason"].endswith(datum["reason"])
     assert pl.files("linked@master") == {}
-    assert pl.files("in@master") == {"/big": big}
+    assert pl.files("in@master") == {"/seed": b"1"}
     assert_consistent(pl)
 
     small_disk.resize(16 * MiB)
@@ -256,7 +261,8 @@ def test_full_disk_while_storing_an_output_fails_the_datum_not_silently(
     assert job_rows(pl, "linked")[0]["state"] == "success"
     reference = At(tmp_path / "reference", capsys)
     steps(reference)
-    expected = {"/big-copy": big, "/small": b"small\n"}
+    big = (b"abc\n" * size)[:size]
+    expected = {"/big": big, "/big-copy": big, "/small": b"small\n"}
     assert pl.files("linked@master") == reference.files("linked@master") == expected
     assert_consistent(pl)
 

@@ -1,0 +1,157 @@
+"""Places where pachlocal differed from pachd silently, each now pachd's behaviour or a
+clear error (issue: same answers as Pachyderm)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pachlocal.engine import Engine
+from tests.engine.conftest import Pachlocal
+from tests.engine.test_engine import UPPER, copy_spec
+
+Write = Callable[[str, str | bytes], Path]
+
+
+def upper_pipeline(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    pl("create", "repo", "in")
+    pl("put", "file", "in@master:/a", "-f", str(write("a", "abc")))
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, copy_spec("up", "in", "/*", UPPER)))
+
+
+def test_a_user_commit_to_an_output_branch_is_refused(
+    pl: Pachlocal, tmp_path: Path, write: Write
+) -> None:
+    """Before: accepted, then dropped when the next job committed. pachd refuses it."""
+    upper_pipeline(pl, tmp_path, write)
+    before = pl("list", "commit", "up", "--raw").json()
+    for args in (
+        ("put", "file", "up@master:/b", "-f", str(write("b", "x"))),
+        ("start", "commit", "up@master"),
+    ):
+        res = pl(*args, ok=False)
+        assert res.rc != 0
+        assert "cannot start a commit on an output branch: up@master" in res.err
+    assert pl("list", "commit", "up", "--raw").json() == before
+    assert pl.files("up@master") == {"/a": b"ABC"}
+
+
+def test_deleting_a_repo_a_pipeline_reads_needs_force(
+    pl: Pachlocal, tmp_path: Path, write: Write
+) -> None:
+    """Before: deleted, leaving ``up`` reading a repo that no longer exists."""
+    upper_pipeline(pl, tmp_path, write)
+    res = pl("delete", "repo", "in", ok=False)
+    assert res.rc != 0 and "cannot delete repo in: pipeline(s) up read it" in res.err
+    assert "in" in {r["name"] for r in pl("list", "repo", "--raw").json()}
+    pl("delete", "repo", "in", "--force")
+    assert "in" not in {r["name"] for r in pl("list", "repo", "--raw").json()}
+
+
+def test_wait_commit_takes_a_branch(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    """Before: ``wait commit up@master`` failed with "commit set master not found"."""
+    upper_pipeline(pl, tmp_path, write)
+    pl("put", "file", "in@master:/b", "-f", str(write("b", "def")))
+    head = pl("list", "commit", "up", "--raw").json()[0]
+    for ref in ("up@master", "in@master", f"up@{head['commit']['id']}", "up@master^"):
+        assert pl("wait", "commit", ref).rc == 0, ref
+    assert pl.files("up@master") == {"/a": b"ABC", "/b": b"DEF"}
+    res = pl("wait", "commit", "up@nosuch", ok=False)
+    assert res.rc != 0 and "up@nosuch: no branch or commit with that name" in res.err
+
+
+UNSUPPORTED_SPECS = {
+    "egress": ({"egress": {"URL": "s3://bucket/dir"}}, "egress: pachlocal does not support egress"),
+    "spout": ({"spout": {}, "input": None}, "spout: pachlocal does not support spouts"),
+    "service": (
+        {"service": {"internalPort": 8888, "externalPort": 30888}},
+        "service: pachlocal does not support services",
+    ),
+    "s3Out": ({"s3Out": True}, "s3Out: pachlocal does not support the S3 gateway output"),
+    "pipeline project": (
+        {"pipeline": {"name": "up", "project": {"name": "lens"}}},
+        "pipeline.project: project 'lens': pachlocal has the 'default' project only",
+    ),
+    "input project": (
+        {"input": {"pfs": {"repo": "in", "glob": "/*", "project": "lens"}}},
+        "input.pfs.project: project 'lens': pachlocal has the 'default' project only",
+    ),
+    "s3 input": (
+        {"input": {"pfs": {"repo": "in", "glob": "/", "s3": True}}},
+        "input.pfs.s3: pachlocal does not support S3 gateway inputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSUPPORTED_SPECS))
+def test_what_pachlocal_does_not_do_is_refused_naming_the_field(
+    pl: Pachlocal, tmp_path: Path, case: str
+) -> None:
+    """Before: accepted and run as a plain job (or the project ignored)."""
+    pl("create", "repo", "in")
+    change, message = UNSUPPORTED_SPECS[case]
+    spec = {**copy_spec("up", "in", "/*", UPPER), **change}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    res = pl("create", "pipeline", "-f", pl.spec(tmp_path, spec, "up"), ok=False)
+    assert res.rc != 0 and f"pipeline up: {message}" in res.err
+    assert pl("list", "pipeline", "--raw").json() == []
+
+
+def test_the_default_project_is_accepted(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    pl("create", "repo", "in")
+    pl("put", "file", "in@master:/a", "-f", str(write("a", "abc")))
+    spec = copy_spec(
+        "up", "in", "/*", UPPER, pipeline={"name": "up", "project": {"name": "default"}}
+    )
+    spec["input"]["pfs"]["project"] = "default"
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    assert pl.files("up@master") == {"/a": b"ABC"}
+
+
+@pytest.mark.parametrize(("err_exit", "state"), [(0, "recovered"), (1, "failed")])
+def test_err_cmd_runs_after_every_failed_try(tmp_path: Path, err_exit: int, state: str) -> None:
+    """Before: errCmd ran once, after the last try. pachd's worker runs it after each."""
+    spec = copy_spec(
+        "flaky",
+        "in",
+        "/*",
+        "exit 3",
+        datumTries=3,
+        transform={"errCmd": ["sh", "-c", f"echo handling; exit {err_exit}"]},
+    )
+    with Engine(tmp_path / "state") as engine:
+        engine.store.create_repo("in")
+        engine.commit_files("in", "master", [("/a", b"A")])
+        engine.create_pipeline(spec, code_root=tmp_path)
+        (job,) = engine.run_pending()
+        (datum,) = engine.datums("flaky", job["id"])
+        logs = engine.logs("flaky", job["id"])
+    assert datum["state"] == state and datum["attempts"] == 3
+    handled = [rec["attempt"] for rec in logs if rec["message"].startswith("errCmd: handling")]
+    assert handled == [1, 2, 3]
+    assert job["state"] == ("success" if state == "recovered" else "failure")
+
+
+@pytest.mark.parametrize("empty_files", [True, False])
+def test_a_symlink_to_an_input_stores_the_input_file(
+    pl: Pachlocal, tmp_path: Path, write: Write, empty_files: bool
+) -> None:
+    """Pachyderm's shuffle example: with ``emptyFiles`` the datum sees 0-byte inputs and
+    links them to its output; the output holds the input's content. Before: 0 bytes."""
+    pl("create", "repo", "in")
+    pl("put", "file", "in@master:/x/a.txt", "-f", str(write("a", "AAA")))
+    script = (
+        "mkdir -p /pfs/out/abs /pfs/out/rel; ln -s $in/a.txt /pfs/out/abs/a.txt; "
+        "ln -s ../../in/x/a.txt /pfs/out/rel/a.txt; echo B > /pfs/out/b; ln -s b /pfs/out/c"
+    )
+    spec = copy_spec("shuffle", "in", "/*", script)
+    spec["input"]["pfs"]["emptyFiles"] = empty_files
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    assert pl.files("shuffle@master") == {
+        "/abs/a.txt": b"AAA",
+        "/rel/a.txt": b"AAA",
+        "/b": b"B\n",
+        "/c": b"B\n",  # a link to another output (before: refused once /b was stored)
+    }
