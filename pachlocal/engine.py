@@ -488,8 +488,9 @@ class Engine:
         """Branches of ``repo`` whose trigger on ``branch`` fires with the new head.
 
         Conditions (Pachyderm's ``isTriggered``): ``commits`` new commits since the
-        triggered branch's head, ``size`` new bytes, ``cronSpec`` a tick passed since
-        the triggered head's logical time; ``all`` requires every set condition. A
+        triggered branch's head, ``size`` bytes the repo grew by since that head,
+        ``cronSpec`` and ``rateLimitSpec`` a tick passed since the head's logical
+        time; ``all`` requires every set condition. A
         triggered branch whose head is missing or empty moves to the first head with
         data (pachlocal's choice, documented in docs/pachlocal.md).
         """
@@ -510,21 +511,25 @@ class Engine:
             results = []
             if trig.get("commits"):
                 results.append(len(new) >= int(trig["commits"]))
-            if trig.get("size"):
-                results.append(sum(c.size for c in new) >= _parse_size(trig["size"]))
-            if trig.get("cronSpec"):
-                last = self._logical_time(row["head"]) if row["head"] else None
-                now = datetime.fromisoformat(logical_time)
-                if last is None:
-                    results.append(True)
-                else:
-                    nxt = cron.parse_schedule(trig["cronSpec"]).next(datetime.fromisoformat(last))
-                    results.append(nxt is not None and nxt <= now)
+            if trig.get("size"):  # bytes the repo grew by since the triggered head
+                new_size = new[0].size if new else old_size
+                results.append(new_size - old_size >= _parse_size(trig["size"]))
+            for key in ("cronSpec", "rateLimitSpec"):  # a tick passed since the head
+                if trig.get(key):
+                    results.append(self._tick_passed(trig[key], row["head"], logical_time))
             if not results:
                 results.append(True)
             if all(results) if trig.get("all") else any(results):
                 fired.append(row["name"])
         return fired
+
+    def _tick_passed(self, spec: str, head: str | None, logical_time: str) -> bool:
+        """Whether a tick of ``spec`` lies between ``head``'s logical time and ``logical_time``."""
+        last = self._logical_time(head) if head else None
+        if last is None:
+            return True
+        nxt = cron.parse_schedule(spec).next(datetime.fromisoformat(last))
+        return nxt is not None and nxt <= datetime.fromisoformat(logical_time)
 
     def _commits_since(self, repo: str, head: str, stop: str | None) -> list[Any]:
         out = []

@@ -155,3 +155,41 @@ def test_a_symlink_to_an_input_stores_the_input_file(
         "/b": b"B\n",
         "/c": b"B\n",  # a link to another output (before: refused once /b was stored)
     }
+
+
+COUNT = "ls /pfs/in | wc -l > /pfs/out/count"
+
+
+def test_a_size_trigger_counts_the_bytes_added_since_it_fired(
+    pl: Pachlocal, tmp_path: Path, write: Write
+) -> None:
+    """Before: the sizes of every new commit (each the whole repo) were summed."""
+    pl("create", "repo", "in")
+    spec = copy_spec("batch", "in", "/", COUNT)
+    spec["input"]["pfs"]["trigger"] = {"size": "8B"}
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    counts = []
+    for i in range(4):
+        pl("put", "file", f"in@master:/f{i}", "-f", str(write(f"f{i}", "abcde")))
+        counts.append(pl.files("batch@master")["/count"])
+    # the first data flows at once; then the repo must grow by 8 bytes (two files)
+    assert counts == [b"1\n", b"1\n", b"3\n", b"3\n"]
+
+
+def test_a_rate_limited_trigger_fires_once_per_tick(tmp_path: Path) -> None:
+    """Before: ``rateLimitSpec`` was ignored and the trigger fired at every commit."""
+    spec = copy_spec("daily", "in", "/", COUNT)
+    spec["input"]["pfs"]["trigger"] = {"rateLimitSpec": "@daily"}
+    counts = []
+    with Engine(tmp_path / "state") as engine:
+        engine.store.create_repo("in")
+        engine.create_pipeline(spec, code_root=tmp_path)
+        engine.run_pending()
+        for i, when in enumerate(["01T00:30", "01T05:00", "02T00:10", "02T01:00"]):
+            engine.commit_files(
+                "in", "master", [(f"/f{i}", b"x")], logical_time=f"2024-05-{when}:00+00:00"
+            )
+            engine.run_pending()
+            head = engine.store.resolve("daily@master")
+            counts.append(engine.store.objects.read(engine.store.manifest(head)["/count"].hash))
+    assert counts == [b"1\n", b"1\n", b"3\n", b"3\n"]
