@@ -1046,24 +1046,32 @@ class Engine:
         ]
 
     def _last_tick(self, pipeline: Mapping[str, Any], leaf: Mapping[str, Any]) -> datetime:
-        head = self.store.branch_head(leaf["repo"], "master")
-        if head:
-            names = [
-                p.lstrip("/")
-                for p in self.store.manifest(self.store.get_commit(leaf["repo"], head))
-            ]
-            latest = cron.latest_tick(names)
-            if latest is not None:
-                return latest
-            # overwrite ticks are deleted and re-added: fall back to the tick commits' times
-            row = self.store.db.execute(
-                "SELECT logical_time FROM commit_sets WHERE id=?", (head,)
-            ).fetchone()
-            if row:
-                return datetime.fromisoformat(row["logical_time"])
+        """The tick the schedule resumes after: the newest tick in the tick repo or the
+        input's ``start``, whichever is later (pachd's ``getLatestCronTime``; a ``start``
+        moved forward by ``update pipeline`` skips the ticks before it). Without a
+        ``start``, pachd sets it to the time the pipeline was created or updated."""
         if leaf.get("start"):
-            return cron.parse_rfc3339(leaf["start"])
-        return datetime.fromtimestamp(pipeline["updated"], UTC).replace(microsecond=0)
+            start = cron.parse_rfc3339(leaf["start"])
+        else:
+            start = datetime.fromtimestamp(pipeline["updated"], UTC).replace(microsecond=0)
+        latest = self._newest_tick(leaf)
+        return max(latest, start) if latest is not None else start
+
+    def _newest_tick(self, leaf: Mapping[str, Any]) -> datetime | None:
+        head = self.store.branch_head(leaf["repo"], "master")
+        if not head:
+            return None
+        names = [
+            p.lstrip("/") for p in self.store.manifest(self.store.get_commit(leaf["repo"], head))
+        ]
+        latest = cron.latest_tick(names)
+        if latest is not None:
+            return latest
+        # overwrite ticks are deleted and re-added: fall back to the tick commits' times
+        row = self.store.db.execute(
+            "SELECT logical_time FROM commit_sets WHERE id=?", (head,)
+        ).fetchone()
+        return datetime.fromisoformat(row["logical_time"]) if row else None
 
     def due_ticks(self, until: datetime) -> list[tuple[datetime, str, dict[str, Any]]]:
         """Every tick due up to ``until`` for every cron input, oldest first."""

@@ -10,6 +10,7 @@ import pytest
 
 from pachlocal.engine import Engine
 from tests.engine.conftest import Pachlocal
+from tests.engine.test_cron_engine import cron_spec
 from tests.engine.test_engine import UPPER, copy_spec
 
 Write = Callable[[str, str | bytes], Path]
@@ -193,3 +194,24 @@ def test_a_rate_limited_trigger_fires_once_per_tick(tmp_path: Path) -> None:
             head = engine.store.resolve("daily@master")
             counts.append(engine.store.objects.read(engine.store.manifest(head)["/count"].hash))
     assert counts == [b"1\n", b"1\n", b"3\n", b"3\n"]
+
+
+def test_update_with_a_later_start_resumes_from_it(pl: Pachlocal, tmp_path: Path) -> None:
+    """pachd resumes after the newer of the last tick and ``start``. Before: every tick
+    since the last one was backfilled (30 here instead of 1)."""
+    spec = cron_spec("daily", "@daily", overwrite=False, start="2024-01-01T00:00:00Z")
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    pl("tick", "--until", "2024-01-03T12:00:00Z")
+    assert sorted(pl.files("daily_tick@master")) == [
+        "/2024-01-02T00:00:00Z",
+        "/2024-01-03T00:00:00Z",
+    ]
+    spec["input"]["cron"]["start"] = "2024-02-01T00:00:00Z"
+    pl("update", "pipeline", "-f", pl.spec(tmp_path, spec))
+    pl("tick", "--until", "2024-02-02T12:00:00Z")
+    assert sorted(pl.files("daily_tick@master"))[2:] == ["/2024-02-02T00:00:00Z"]
+    # a start left in the past changes nothing: the newest tick wins
+    spec["input"]["cron"]["start"] = "2024-01-01T00:00:00Z"
+    pl("update", "pipeline", "-f", pl.spec(tmp_path, spec))
+    pl("tick", "--until", "2024-02-03T12:00:00Z")
+    assert sorted(pl.files("daily_tick@master"))[3:] == ["/2024-02-03T00:00:00Z"]
