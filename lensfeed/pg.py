@@ -67,6 +67,13 @@ _SCHEMA_LOCK_KEY = 0x4C454E53  # "LENS"
 # statement: a transaction locking several strategies cannot deadlock with another.
 _LOCK_LOADS = sql.SQL("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k")
 
+#: The contract of ``feed.v``, also the column's comment in PostgreSQL.
+FEED_V_CONTRACT = (
+    "Rank of the post in its strategy's feed: n for the best of n posts down to 1 "
+    "(larger is better; read ORDER BY v DESC). Whole numbers stored as float8. "
+    "The 2023 pipeline wrote 0 for its best post."
+)
+
 _SCHEMA = (
     sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} (strategy_name text NOT NULL, i text NOT NULL,"
@@ -76,6 +83,9 @@ _SCHEMA = (
         "CREATE TABLE IF NOT EXISTS {} (strategy_name text NOT NULL, post_id text NOT NULL,"
         " v float8 NOT NULL)"
     ).format(sql.Identifier(FEED)),
+    sql.SQL("COMMENT ON COLUMN {}.v IS {}").format(
+        sql.Identifier(FEED), sql.Literal(FEED_V_CONTRACT)
+    ),
     sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (strategy_name)").format(
         sql.Identifier(f"{FEED}_strategy_name_idx"), sql.Identifier(FEED)
     ),

@@ -19,7 +19,9 @@ from psycopg import sql
 
 from lensfeed import pg
 from lensfeed.eigentrust import rank_trust
+from lensfeed.feed import generate_feed
 from lensfeed.pgserver import EmbeddedPostgres, ensure_runtime_dir
+from tests.lens.layouts import random_predictions
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,18 @@ def run_count(conn: psycopg.Connection[Any]) -> int:
 
 
 # --- schema -------------------------------------------------------------------------
+
+
+def test_the_v_contract_is_the_columns_comment_and_holds(conn):
+    """``v`` is a rank, n for the best down to 1; the table says so to any reader."""
+    pg.ensure_schema(conn)
+    comment = conn.execute("SELECT col_description('feed'::regclass, 3)").fetchone()[0]
+    assert comment == pg.FEED_V_CONTRACT and "n for the best" in comment
+    feed, _ = generate_feed(random_predictions(5000), seed=4)
+    pg.replace_feed(conn, feed["strategy_name"][0], feed, RUN)
+    rows = conn.execute("SELECT post_id, v FROM feed ORDER BY v DESC").fetchall()
+    assert [v for _, v in rows] == [float(n) for n in range(len(rows), 0, -1)]
+    assert [p for p, _ in rows] == feed["post_id"].tolist()
 
 
 def test_ensure_schema_is_idempotent(conn):
