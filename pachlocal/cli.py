@@ -591,6 +591,19 @@ def delete_pipeline(a: argparse.Namespace, e: Engine) -> int:
     return 0
 
 
+@command("stop", "pipeline", write=True, args=[A("pipeline")])
+def stop_pipeline(a: argparse.Namespace, e: Engine) -> int:
+    e.stop_pipeline(a.pipeline)
+    return 0
+
+
+@command("start", "pipeline", write=True, args=[A("pipeline")])
+def start_pipeline(a: argparse.Namespace, e: Engine) -> int:
+    e.start_pipeline(a.pipeline)
+    e.run_pending()
+    return 0
+
+
 def _inputs_text(spec: Mapping[str, Any]) -> str:
     node = spec.get("input") or {}
     if "pfs" in node:
@@ -616,7 +629,7 @@ def list_pipeline(a: argparse.Namespace, e: Engine) -> int:
                 p["version"],
                 _inputs_text(p["spec"]),
                 ago(p["created"]),
-                "running",
+                "paused" if p["stopped"] else "running",
                 last[0]["state"] if last else "-",
                 p["spec"].get("description", ""),
             ]

@@ -164,6 +164,12 @@ def _input_leaves(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, dic
             yield from _input_leaves(child, f"{path}.{key}[{i}]")
 
 
+def _column(row: sqlite3.Row, name: str, default: Any) -> Any:
+    """``row[name]``, or ``default`` where the column is missing (a row of an older schema,
+    read without the writer lock that migrates it; a Row's ``in`` looks at values)."""
+    return row[name] if name in tuple(row.keys()) else default
+
+
 def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
     if "pfs" in node:
@@ -261,6 +267,8 @@ class Engine:
             "code_root": row["code_root"],
             "created": row["created"],
             "updated": row["updated"],
+            # a state directory of schema 1 read without a writer lacks the column
+            "stopped": bool(_column(row, "stopped", 0)),
         }
 
     def pipeline(self, name: str) -> dict[str, Any]:
@@ -275,7 +283,12 @@ class Engine:
         ).fetchone()
         if row is None:
             raise NotFound(f"pipeline {name} version {version} not found")
-        return {"spec": json.loads(row["spec"]), "salt": row["salt"], "version": version}
+        return {
+            "spec": json.loads(row["spec"]),
+            "salt": row["salt"],
+            "version": version,
+            "spec_commit": _column(row, "spec_commit", ""),
+        }
 
     def create_pipeline(
         self,
@@ -336,9 +349,11 @@ class Engine:
                 " code_root=excluded.code_root, updated=excluded.updated",
                 (name, spec_json, spec_fingerprint(spec), version, salt, str(code_root), now, now),
             )
-            db.execute(
-                "INSERT INTO pipeline_versions VALUES (?,?,?,?,?,?)",
-                (name, version, spec_json, spec_fingerprint(spec), salt, now),
+            db.execute(  # the spec commit is the commit set the creation opens, as in pachd
+                "INSERT INTO pipeline_versions"
+                " (name, version, spec, fingerprint, salt, created, spec_commit)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (name, version, spec_json, spec_fingerprint(spec), salt, now, set_id),
             )
             for leaf in _leaves(spec.get("input") or {}):
                 trigger = leaf.get("trigger")
@@ -375,6 +390,30 @@ class Engine:
                 if leaf["kind"] == "cron" and self.store.repo_exists(leaf["repo"]):
                     self.store.delete_repo(leaf["repo"])
 
+    def stop_pipeline(self, name: str) -> None:
+        """``pachctl stop pipeline``: no job is queued for it (nor for what only it feeds)
+        and its cron ticks pause; jobs already queued wait for ``start pipeline``."""
+        self.pipeline(name)
+        with self.store.transaction() as db:
+            db.execute("UPDATE pipelines SET stopped=1 WHERE name=?", (name,))
+
+    def start_pipeline(self, name: str) -> str | None:
+        """``pachctl start pipeline``: queue one job on its inputs' current heads (datums it
+        already processed are skipped); the cron ticks missed while stopped come at the
+        next ``tick``. Returns the commit set opened, or None if it was running."""
+        if not self.pipeline(name)["stopped"]:
+            return None
+        set_id = new_id()
+        with self.store.transaction() as db:
+            db.execute("UPDATE pipelines SET stopped=0 WHERE name=?", (name,))
+            if self.store.db.execute(
+                "SELECT 1 FROM jobs WHERE pipeline=? AND state IN ('created', 'running')", (name,)
+            ).fetchone():
+                return None  # its queued jobs run now
+            self._open_set(db, set_id, cause=f"start pipeline {name}")
+            self._queue_jobs(db, set_id, [name], set())
+        return set_id
+
     @staticmethod
     def reads(spec: Mapping[str, Any], repo: str) -> bool:
         """Whether a pipeline spec takes ``repo`` as an input."""
@@ -391,10 +430,12 @@ class Engine:
         )
 
     def _subscribers(self, repo: str, branch: str) -> list[str]:
+        """Running pipelines that read ``repo@branch`` (a stopped one gets no jobs)."""
         return [
             p["name"]
             for p in self.pipelines()
-            if any(
+            if not p["stopped"]
+            and any(
                 leaf["repo"] == repo and leaf["branch"] == branch
                 for leaf in _leaves(p["spec"].get("input") or {})
             )
@@ -678,6 +719,7 @@ class Engine:
         """Start every job that may start now; True when any job started or ended."""
         progressed = False
         seen = {run.name for run in running.values()}
+        seen |= {p["name"] for p in self.pipelines() if p["stopped"]}  # they wait for a start
         for job in self.pending_jobs():
             if job["pipeline"] in seen:  # a pipeline's jobs run one at a time, in order
                 continue
@@ -725,6 +767,7 @@ class Engine:
             "inputs": json.loads(job["inputs"]),
             "pipeline": job["pipeline"],
             "spec_version": pipe["version"],
+            "spec_commit": pipe["spec_commit"],
             "spec_fingerprint": spec_fingerprint(spec),
             "image": spec["transform"].get("image", ""),
             "git_revision": self._code_version(self.pipeline(job["pipeline"])["code_root"])
@@ -871,7 +914,7 @@ class Engine:
                 todo.append((d, h))
         code_root = self.pipeline(name)["code_root"] if self._has_pipeline(name) else os.getcwd()
         self.sandbox  # noqa: B018 (detected here, on the engine's thread, before any datum)
-        runner = _DatumRunner(self, name, job_id, spec, Path(code_root))
+        runner = _DatumRunner(self, name, job_id, pipe, Path(code_root))
         self._progress.job_started(name, job_id, len(datums))
         self._progress.datum_done(name, len(skipped), len(datums))
         return _JobRun(job, pipe, started, skipped, todo, len(datums), runner)
@@ -1041,6 +1084,7 @@ class Engine:
         return [
             (p["name"], leaf)
             for p in self.pipelines()
+            if not p["stopped"]  # a stopped pipeline's ticks come when it starts again
             for leaf in _leaves(p["spec"].get("input") or {})
             if leaf["kind"] == "cron"
         ]
@@ -1235,12 +1279,13 @@ class _DatumRunner:
     """Runs datums of one job: materialise ``/pfs``, run with retries, collect outputs."""
 
     def __init__(
-        self, engine: Engine, pipeline: str, job_id: str, spec: Mapping[str, Any], code_root: Path
+        self, engine: Engine, pipeline: str, job_id: str, pipe: Mapping[str, Any], code_root: Path
     ) -> None:
         self.engine = engine
         self.pipeline = pipeline
         self.job_id = job_id
-        self.spec = spec
+        self.pipe = pipe
+        self.spec = spec = pipe["spec"]
         self.transform = spec["transform"]
         self.code_root = code_root
         self.objects = engine.store.objects
@@ -1266,6 +1311,12 @@ class _DatumRunner:
         env = runtime_env(os.environ)
         env.update(self.transform.get("env") or {})
         env["PPS_PIPELINE_NAME"] = self.pipeline
+        env["PPS_PROJECT_NAME"] = "default"
+        env["PPS_NAMESPACE"] = "default"
+        env["PPS_SPEC_COMMIT"] = self.pipe["spec_commit"]
+        # a worker pod's name: <project>-<pipeline>-v<version>-<5 characters>
+        suffix = hashlib.sha256(self.job_id.encode()).hexdigest()[:5]
+        env["PPS_POD_NAME"] = f"default-{self.pipeline}-v{self.pipe['version']}-{suffix}"
         env["PACH_JOB_ID"] = self.job_id
         env["PACH_OUTPUT_COMMIT_ID"] = self.job_id
         binds: list[tuple[Path, str]] = []

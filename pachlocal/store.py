@@ -39,7 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Statements taking schema N to N + 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE pipelines ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE pipeline_versions ADD COLUMN spec_commit TEXT NOT NULL DEFAULT ''",
+    ),
+}
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
 CHUNK = 1 << 20
 
@@ -67,11 +74,11 @@ CREATE TABLE IF NOT EXISTS staging (
 CREATE TABLE IF NOT EXISTS pipelines (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, fingerprint TEXT NOT NULL,
     version INTEGER NOT NULL, salt TEXT NOT NULL, code_root TEXT NOT NULL,
-    created REAL NOT NULL, updated REAL NOT NULL);
+    created REAL NOT NULL, updated REAL NOT NULL, stopped INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS pipeline_versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL,
     fingerprint TEXT NOT NULL, salt TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (name, version));
+    spec_commit TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS jobs (
     pipeline TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
     state TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
@@ -414,8 +421,27 @@ class Store:
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self._migrate()
         self._manifests: dict[str, dict[str, Entry]] = {}
         self._lock_file: IO[str] | None = None
+
+    def _migrate(self) -> None:
+        """Bring a state directory written by an older pachlocal up to this schema (a
+        newer one is refused: its meaning is unknown here)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        found = int(row["value"])
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.home}: state written by a newer pachlocal (schema {found}, this one "
+                f"reads {SCHEMA_VERSION})"
+            )
+        if found == SCHEMA_VERSION:
+            return
+        with self.transaction() as db:
+            for version in range(found, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[version]:
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     # -- process lock ------------------------------------------------------------
 

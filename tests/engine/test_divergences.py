@@ -3,12 +3,14 @@ clear error (issue: same answers as Pachyderm)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pachlocal.engine import Engine
+from pachlocal.store import StoreError
 from tests.engine.conftest import Pachlocal
 from tests.engine.test_cron_engine import cron_spec
 from tests.engine.test_engine import UPPER, copy_spec
@@ -215,3 +217,77 @@ def test_update_with_a_later_start_resumes_from_it(pl: Pachlocal, tmp_path: Path
     pl("update", "pipeline", "-f", pl.spec(tmp_path, spec))
     pl("tick", "--until", "2024-02-03T12:00:00Z")
     assert sorted(pl.files("daily_tick@master"))[3:] == ["/2024-02-03T00:00:00Z"]
+
+
+def test_a_stopped_pipeline_takes_no_job_until_started(
+    pl: Pachlocal, tmp_path: Path, write: Write
+) -> None:
+    """Before: ``stop pipeline`` and ``start pipeline`` did not exist."""
+    upper_pipeline(pl, tmp_path, write)
+    pl("stop", "pipeline", "up")
+    assert [p["stopped"] for p in pl("list", "pipeline", "--raw").json()] == [True]
+    jobs = len(pl("list", "job", "-p", "up", "--raw").json())
+    pl("put", "file", "in@master:/b", "-f", str(write("b", "def")))
+    assert len(pl("list", "job", "-p", "up", "--raw").json()) == jobs
+    assert pl.files("up@master") == {"/a": b"ABC"}
+    pl("start", "pipeline", "up")
+    newest = pl("list", "job", "-p", "up", "--raw").json()[0]
+    assert (newest["state"], newest["processed"], newest["skipped"]) == ("success", 1, 1)
+    assert pl.files("up@master") == {"/a": b"ABC", "/b": b"DEF"}
+
+
+def test_a_stopped_cron_pipeline_catches_up_its_ticks_when_started(
+    pl: Pachlocal, tmp_path: Path
+) -> None:
+    spec = cron_spec("hourly", "@hourly", overwrite=False)
+    pl("create", "pipeline", "-f", pl.spec(tmp_path, spec))
+    pl("tick", "--until", "2024-05-01T01:30:00Z")
+    pl("stop", "pipeline", "hourly")
+    pl("tick", "--until", "2024-05-01T03:30:00Z")
+    assert sorted(pl.files("hourly_tick@master")) == ["/2024-05-01T01:00:00Z"]
+    pl("start", "pipeline", "hourly")
+    pl("tick", "--until", "2024-05-01T03:30:00Z")
+    ticks = ["/2024-05-01T01:00:00Z", "/2024-05-01T02:00:00Z", "/2024-05-01T03:00:00Z"]
+    assert sorted(pl.files("hourly_tick@master")) == ticks
+    assert sorted(pl.files("hourly@master")) == ticks
+
+
+def test_output_commits_name_their_spec_commit(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    """Before: provenance named the spec version and fingerprint, not a spec commit."""
+    upper_pipeline(pl, tmp_path, write)
+    first = pl("list", "job", "-p", "up", "--raw").json()[-1]["id"]
+    spec = copy_spec("up", "in", "/*", UPPER, description="v2")
+    pl("update", "pipeline", "-f", pl.spec(tmp_path, spec))
+    second = pl("list", "job", "-p", "up", "--raw").json()[0]["id"]
+    with Engine(pl.home, write=False) as engine:
+        specs = [
+            engine.store.get_commit("up", c).provenance["spec_commit"] for c in (first, second)
+        ]
+    assert specs == [first, second]  # each version's: the commit set that created it
+
+
+def test_a_schema_1_state_is_migrated_on_open(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    with Engine(home) as engine:
+        engine.store.create_repo("in")
+        engine.create_pipeline(copy_spec("up", "in", "/*", UPPER), code_root=tmp_path)
+        engine.run_pending()
+    db = sqlite3.connect(home / "meta.db")
+    db.execute("ALTER TABLE pipelines DROP COLUMN stopped")
+    db.execute("ALTER TABLE pipeline_versions DROP COLUMN spec_commit")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with Engine(home, write=False) as engine:  # a reader leaves it as it is
+        assert engine.pipeline("up")["stopped"] is False
+    with Engine(home) as engine:
+        assert engine.store.db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+        assert engine.pipeline_version("up", 1)["spec_commit"] == ""
+        engine.stop_pipeline("up")
+        assert engine.pipeline("up")["stopped"] is True
+    db = sqlite3.connect(home / "meta.db")
+    db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer pachlocal"):
+        Engine(home)

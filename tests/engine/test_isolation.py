@@ -316,6 +316,10 @@ def test_the_datum_environment_comes_from_the_spec_alone(
         "FROM_SPEC",
         "TOKEN",
         "PPS_PIPELINE_NAME",
+        "PPS_PROJECT_NAME",
+        "PPS_NAMESPACE",
+        "PPS_SPEC_COMMIT",
+        "PPS_POD_NAME",
         "PACH_JOB_ID",
         "PACH_OUTPUT_COMMIT_ID",
         "PACH_DATUM_ID",
@@ -325,6 +329,10 @@ def test_the_datum_environment_comes_from_the_spec_alone(
     } | ({"TZ", "JAVA_HOME"} & set(os.environ)) | {k for k in os.environ if k.startswith("LC_")}
     assert env["TOKEN"] == "from-the-secret" and env["FROM_SPEC"] == "1"
     assert env["PACH_JOB_ID"] == job["id"] and env["HOME"] == env["TMPDIR"]
+    # the spec commit is the commit set that created the pipeline: here, the first job's
+    assert env["PPS_SPEC_COMMIT"] == job["id"]
+    assert env["PPS_NAMESPACE"] == env["PPS_PROJECT_NAME"] == "default"
+    assert env["PPS_POD_NAME"].startswith("default-envs-v1-")
     if mode == "namespace":
         assert env["TMPDIR"] == "/tmp"
     else:  # a private directory of the datum's scratch space
