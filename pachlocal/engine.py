@@ -126,7 +126,6 @@ UNSUPPORTED = {
     "s3Out": "the S3 gateway output (s3Out)",
     "determined": "Determined integration",
     "transform.datumBatching": "datum batching (one process for many datums)",
-    "transform.build": "build pipelines (transform.build)",
 }
 
 
@@ -330,7 +329,12 @@ class Engine:
         ).fetchone()
         version = int(row[0]) + 1
         reprocess = reprocess or bool(spec.get("reprocess"))
-        salt = existing["salt"] if existing and not reprocess else pysecrets.token_hex(16)
+        if spec.get("salt"):  # the spec's own salt, as pachd takes it
+            salt = str(spec["salt"])
+        elif existing and not reprocess:
+            salt = existing["salt"]
+        else:
+            salt = pysecrets.token_hex(16)
         spec_json = json.dumps(spec, sort_keys=True)
         set_id = new_id()
         for leaf in _leaves(spec.get("input") or {}):

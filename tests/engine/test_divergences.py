@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,3 +292,19 @@ def test_a_schema_1_state_is_migrated_on_open(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer pachlocal"):
         Engine(home)
+
+
+def test_the_specs_salt_is_the_datum_salt(tmp_path: Path) -> None:
+    """Before: a ``salt`` in the spec was ignored and a random one drawn."""
+
+    def datum_hashes(home: Path, **extra: Any) -> list[str]:
+        with Engine(home) as engine:
+            engine.store.create_repo("in")
+            engine.commit_files("in", "master", [("/a", b"A")])
+            engine.create_pipeline(copy_spec("up", "in", "/*", UPPER, **extra), code_root=tmp_path)
+            (job,) = engine.run_pending()
+            return [d["hash"] for d in engine.datums("up", job["id"])]
+
+    fixed = [datum_hashes(tmp_path / f"s{i}", salt="lens-2024") for i in range(2)]
+    drawn = [datum_hashes(tmp_path / f"r{i}") for i in range(2)]
+    assert fixed[0] == fixed[1] and drawn[0] != drawn[1] and fixed[0] != drawn[0]
