@@ -591,6 +591,21 @@ def delete_pipeline(a: argparse.Namespace, e: Engine) -> int:
     return 0
 
 
+@command(
+    "create",
+    "branch",
+    write=True,
+    args=[A("branch", help="repo@branch"), A("--head", help="a commit or branch of the repo")],
+)
+def create_branch(a: argparse.Namespace, e: Engine) -> int:
+    repo, at, branch = a.branch.partition("@")
+    if not at or not branch:
+        raise UsageError(f"{a.branch!r}: expected repo@branch")
+    e.create_branch(repo, branch, a.head)
+    e.run_pending()
+    return 0
+
+
 @command("stop", "pipeline", write=True, args=[A("pipeline")])
 def stop_pipeline(a: argparse.Namespace, e: Engine) -> int:
     e.stop_pipeline(a.pipeline)

@@ -39,7 +39,7 @@ from .datums import Datum, DatumInput, FileInfo, InputCommit, datum_hash, form_d
 from .sandbox import Mounts, Sandbox, cgroup_base, detect, reap
 from .secrets import SecretStore
 from .spec import check_mount_targets, duration_seconds, parse_pipeline_spec, spec_fingerprint
-from .store import Entry, NotFound, Store, StoreError, clean_path, new_id
+from .store import Entry, NotFound, Store, StoreError, check_name, clean_path, new_id
 
 JOB_DONE = ("success", "failure", "killed", "unrunnable")
 
@@ -655,6 +655,52 @@ class Engine:
     def start_commit(self, repo: str, branch: str, description: str = "") -> str:
         self._refuse_output_branch(repo, branch)
         return self.store.start_commit(repo, branch, description)
+
+    def create_branch(self, repo: str, branch: str, head: str | None = None) -> str | None:
+        """``pachctl create branch <repo>@<branch> [--head <ref>]``: a new branch, or a branch
+        moved to another commit of the repo. As in pachd, the move is an ALIAS commit (the
+        same files, a new id) in a new commit set, so pipelines reading the branch run.
+
+        Returns:
+            The commit set opened, or None when nothing moved.
+        """
+        check_name("branch", branch)
+        self.store.require_repo(repo)
+        self._refuse_output_branch(repo, branch)
+        exists = self.store.branch_exists(repo, branch)
+        if head is None:
+            if exists:
+                raise EngineError(f"branch {repo}@{branch} already exists: give --head to move it")
+            with self.store.transaction() as db:
+                db.execute(
+                    "INSERT INTO branches (repo, name, head) VALUES (?,?,NULL)", (repo, branch)
+                )
+            return None
+        target = self.store.resolve(head if "@" in head else f"{repo}@{head}")
+        if target.repo != repo:
+            raise EngineError(
+                f"--head {head}: a branch of {repo} can only point at a commit of {repo}"
+            )
+        if target.finished is None:
+            raise EngineError(f"--head {head}: commit {target.id} is still open")
+        if exists and self.store.branch_head(repo, branch) == target.id:
+            return None
+        set_id = new_id()
+        with self.store.transaction() as db:
+            self.store.insert_commit(
+                db,
+                repo=repo,
+                commit_id=set_id,
+                branch=branch,
+                origin="ALIAS",
+                entries=self.store.manifest(target),
+                provenance={"alias_of": target.id},
+                description=f"alias of {target.id}",
+            )
+            self._land(
+                db, repo, branch, set_id, None, f"create branch {repo}@{branch} --head {head}"
+            )
+        return set_id
 
     def _refuse_output_branch(self, repo: str, branch: str) -> None:
         """pachd's rule: only a pipeline's jobs commit to its output branch (a branch with

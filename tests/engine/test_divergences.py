@@ -308,3 +308,32 @@ def test_the_specs_salt_is_the_datum_salt(tmp_path: Path) -> None:
     fixed = [datum_hashes(tmp_path / f"s{i}", salt="lens-2024") for i in range(2)]
     drawn = [datum_hashes(tmp_path / f"r{i}") for i in range(2)]
     assert fixed[0] == fixed[1] and drawn[0] != drawn[1] and fixed[0] != drawn[0]
+
+
+def test_create_branch_makes_and_moves_branches(
+    pl: Pachlocal, tmp_path: Path, write: Write
+) -> None:
+    """Before: ``create branch`` did not exist. Moving a branch is an ALIAS commit in a new
+    commit set, so the pipelines reading it run on the files it now points at."""
+    upper_pipeline(pl, tmp_path, write)
+    first = pl("list", "commit", "in", "--raw").json()[0]["commit"]["id"]
+    pl("put", "file", "in@master:/b", "-f", str(write("b", "def")))
+    assert pl.files("up@master") == {"/a": b"ABC", "/b": b"DEF"}
+    pl("create", "branch", "in@master", "--head", first)  # roll the input back
+    assert pl.files("in@master") == {"/a": b"abc"}
+    assert pl.files("up@master") == {"/a": b"ABC"}
+    head = pl("inspect", "commit", "in@master", "--raw").json()
+    assert head["origin"]["kind"] == "ALIAS" and head["commit"]["id"] != first
+    pl("create", "branch", "in@dev")
+    jobs = len(pl("list", "job", "-p", "up", "--raw").json())
+    pl("create", "branch", "in@dev", "--head", "master")
+    assert pl.files("in@dev") == {"/a": b"abc"}
+    assert len(pl("list", "job", "-p", "up", "--raw").json()) == jobs  # up reads master only
+    for args, message in (
+        (("in@dev",), "branch in@dev already exists: give --head to move it"),
+        (("up@master", "--head", "master"), "cannot start a commit on an output branch"),
+        (("in@master", "--head", "nosuch"), "in@nosuch: no branch or commit"),
+    ):
+        res = pl("create", "branch", *args, ok=False)
+        assert res.rc != 0 and message in res.err, res.err
+    pl("fsck")  # alias commits are whole commits of their own commit sets
