@@ -139,7 +139,7 @@ def refuse_unsupported(spec: Mapping[str, Any]) -> None:
         if node is not None and node is not False:
             raise EngineError(f"pipeline {name}: {key}: pachlocal does not support {what}")
     projects = [("pipeline.project", (spec["pipeline"].get("project") or {}).get("name"))]
-    for path, leaf in _input_leaves(spec.get("input") or {}, "input"):
+    for path, _, leaf in _input_leaves(spec.get("input") or {}):
         projects.append((f"{path}.project", leaf.get("project")))
         if leaf.get("s3"):
             raise EngineError(
@@ -153,11 +153,15 @@ def refuse_unsupported(spec: Mapping[str, Any]) -> None:
             )
 
 
-def _input_leaves(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, pfs or cron input) for each leaf of an input tree."""
+def _input_leaves(
+    node: Mapping[str, Any], path: str = "input"
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, kind, leaf) for each pfs or cron input of an input tree, in spec order: the
+    one walk of the tree (``input.cross[1].pfs``, ``pfs``, the leaf's own fields)."""
     for kind in ("pfs", "cron"):
         if kind in node:
-            yield f"{path}.{kind}", node[kind]
+            yield f"{path}.{kind}", kind, node[kind]
+            return
     for key in ("cross", "union", "join", "group"):
         for i, child in enumerate(node.get(key) or []):
             yield from _input_leaves(child, f"{path}.{key}[{i}]")
@@ -171,16 +175,9 @@ def _column(row: sqlite3.Row, name: str, default: Any) -> Any:
 
 def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
-    if "pfs" in node:
-        p = node["pfs"]
-        yield {"name": p["name"], "repo": p["repo"], "branch": p["branch"], "kind": "pfs", **p}
-    elif "cron" in node:
-        c = node["cron"]
-        yield {"name": c["name"], "repo": c["repo"], "branch": "master", "kind": "cron", **c}
-    else:
-        for key in ("cross", "union", "join", "group"):
-            for child in node.get(key) or []:
-                yield from _leaves(child)
+    for _, kind, leaf in _input_leaves(node):
+        branch = leaf["branch"] if kind == "pfs" else "master"
+        yield {"name": leaf["name"], "repo": leaf["repo"], "branch": branch, "kind": kind, **leaf}
 
 
 def _now_iso(t: float | None = None) -> str:
@@ -1532,9 +1529,8 @@ class _DatumRunner:
         (its content even where the datum saw it empty, under ``emptyFiles``); a symlink
         to another file inside ``/pfs`` stores that file's content."""
         pfs = out.parent
-        inputs = {
-            (pfs / i.name / f.path.lstrip("/")).resolve(): f for i in datum.inputs for f in i.files
-        }
+        root = pfs.resolve()
+        inputs = {(i.name, f.path): f for i in datum.inputs for f in i.files}
         files = list(_output_files(out))
         by_reference: dict[str, Entry] = {}
         try:
@@ -1542,7 +1538,10 @@ class _DatumRunner:
             for local, rel in files:
                 if not local.is_symlink():
                     continue
-                linked = inputs.get(_link_target(local, pfs, rel))
+                name, _, path = (
+                    _link_target(local, pfs, rel).relative_to(root).as_posix().partition("/")
+                )
+                linked = inputs.get((name, "/" + path))
                 if linked is not None:
                     by_reference[rel] = Entry(rel, linked.hash, linked.size, datum.id)
                 else:
