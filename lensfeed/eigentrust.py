@@ -21,6 +21,28 @@ import scipy.sparse as sp
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+#: The seed ("OG") handles of ts-lens' ``pretrustOGs`` while the production model
+#: (2023-05-22) was trained and served: the list in force from 2023-05-08 to 2023-06-01.
+OG_HANDLES: tuple[str, ...] = (
+    "chriscomrie.lens",
+    "christina.lens",
+    "cristinaspinei.lens",
+    "bradorbradley.lens",
+    "blackdave.lens",
+    "goodkrak.lens",
+    "levychain.lens",
+    "ryanfox.lens",
+    "stani.lens",
+    "jamesfinnerty.lens",
+)
+#: ts-lens' settings for the ``followship`` strategy (alpha) and its go-eigentrust
+#: request (``epsilon: 1.0, flatTail: 2``). A flat tail of 2 means the ranking
+#: compared equal to the previous iteration's twice in a row: the same ranking on
+#: 3 consecutive iterations.
+ALPHA = 0.5
+EPSILON = 1.0
+FLAT_TAIL = 2
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -139,19 +161,21 @@ def _ranking(t: FloatArray) -> IntArray:
 def eigentrust(
     graph: Graph,
     p: FloatArray,
-    alpha: float = 0.5,
+    alpha: float = ALPHA,
     *,
     tolerance: float | None = None,
     max_iterations: int = 1000,
-    flat_tail: int = 3,
-    epsilon: float = 1.0,
+    flat_tail: int = FLAT_TAIL,
+    epsilon: float = EPSILON,
 ) -> EigenTrustResult:
     """Iterate `t = (1 - alpha) * C^T t + alpha * p` from `t0 = p`.
 
     Default stopping rule (go-eigentrust `Compute` with `WithFlatTail`): after
-    each iteration rank the non-zero entries; stop once the ranking has been
-    unchanged for `flat_tail` consecutive iterations and the L2 change is
-    <= `epsilon` (1.0, as ts-lens passes, makes that test vacuous in practice).
+    each iteration rank the non-zero entries; stop once the ranking has compared
+    equal to the previous iteration's `flat_tail` times in a row (go-eigentrust's
+    `FlatTailStats.Length >= flatTail`: the same ranking on `flat_tail + 1`
+    iterations) and the L2 change is <= `epsilon` (1.0, as ts-lens passes, makes
+    that test vacuous in practice).
     With `tolerance`, stop instead once the L1 change is < `tolerance`.
 
     Args:
@@ -160,7 +184,7 @@ def eigentrust(
         alpha: pretrust weight, in (0, 1].
         tolerance: L1 threshold for a tight fixed point, or None.
         max_iterations: hard cap; `converged` is False when it is hit.
-        flat_tail: iterations the ranking must stay unchanged.
+        flat_tail: consecutive iterations whose ranking must equal the previous one.
         epsilon: go-eigentrust's L2 threshold for the default rule.
 
     Returns:

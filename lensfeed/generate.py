@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lensfeed.eigentrust import OG_HANDLES
 from lensfeed.parquet import TABLE_OPTIONS
 from lensfeed.schemas import (
     DATASTREAM_METADATA,
@@ -73,19 +74,7 @@ Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
-#: The "OG" handles used as EigenTrust pretrust, on their real early profile ids.
-OG_HANDLES: tuple[str, ...] = (
-    "lensprotocol.lens",
-    "aaveaave.lens",
-    "aavegrants.lens",
-    "letsraave.lens",
-    "stani.lens",
-    "wagmi.lens",
-    "donosonaumczuk.lens",
-    "nicolo.lens",
-    "zer0dot.lens",
-    "yoginth.lens",
-)
+#: Where the "OG" pretrust handles (lensfeed.eigentrust.OG_HANDLES) go: early profile ids.
 OG_PROFILE_NUMBERS: tuple[int, ...] = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0B, 0x0D)
 MIN_PROFILES = 20
 

@@ -12,9 +12,9 @@ With ``GLOBALTRUST_WRITE=1`` it also replaces that strategy and date in the
 PostgreSQL ``globaltrust`` table in one transaction (``PGSQL_URL`` required).
 
 Idempotent: the same snapshots give the same file and the same table rows.
-Knobs: ``PRETRUST_HANDLES`` (comma-separated seed handles, default the 10 OG
-handles), ``EIGENTRUST_TOLERANCE`` (an L1 stopping threshold instead of the
-go-eigentrust ranking rule).
+Knobs: ``PRETRUST_HANDLES`` (comma-separated seed handles, default the original's
+10 OG handles, ``lensfeed.eigentrust.OG_HANDLES``), ``EIGENTRUST_TOLERANCE`` (an L1
+stopping threshold instead of the go-eigentrust ranking rule, flat tail 2).
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lensfeed import pfs, pg
-from lensfeed.eigentrust import eigentrust, follow_edges, global_trust_frame, pretrust
-from lensfeed.generate import OG_HANDLES
+from lensfeed.eigentrust import (
+    OG_HANDLES,
+    eigentrust,
+    follow_edges,
+    global_trust_frame,
+    pretrust,
+)
 from lensfeed.schemas import FOLLOWERS, PROFILES
 
 STRATEGY = "followship"

@@ -8,6 +8,10 @@ import pandas as pd
 import pytest
 
 from lensfeed.eigentrust import (
+    ALPHA,
+    EPSILON,
+    FLAT_TAIL,
+    OG_HANDLES,
     Graph,
     eigentrust,
     follow_edges,
@@ -241,3 +245,67 @@ def test_bad_pretrust_and_lengths_raise():
         eigentrust(graph, np.array([0.0, 0.0]))
     with pytest.raises(ValueError, match="scores"):
         global_trust_frame(["a"], np.array([0.5, 0.5]), "followship", DAY)
+
+
+def _go_eigentrust_loop(n: int, edges: list[tuple[int, int]], p: list[float], flat_tail: int):
+    """go-eigentrust's `basic.Compute` loop in plain Python, one peer at a time: rows of C
+    are 1/out-degree (no peer here follows nobody), the exit test runs at the top of each
+    iteration after the first, the ranking is the non-zero entries by value. Sums run in
+    follower order, as a sparse product does, so tied peers stay tied to the bit."""
+    degree = [sum(1 for s, _ in edges if s == i) for i in range(n)]
+    followers = [sorted(s for s, d in edges if d == j) for j in range(n)]
+    t, ranking, length, iteration = list(p), None, 0, 0
+    while not (iteration >= 1 and length >= flat_tail):  # the L2 test with epsilon 1.0 holds
+        sums = []
+        for j in range(n):
+            acc = 0.0
+            for s in followers[j]:
+                acc += (1.0 / degree[s]) * t[s]
+            sums.append(acc)
+        t = [0.5 * sums[j] + 0.5 * p[j] for j in range(n)]
+        new = sorted((i for i in range(n) if t[i] != 0), key=lambda i: (-t[i], i))
+        length, ranking = (length + 1, ranking) if new == ranking else (0, new)
+        iteration += 1
+    return np.array(t), iteration
+
+
+def test_karate_club_matches_a_reference_computation_to_1e_9():
+    """Zachary's karate club, each friendship a follow both ways, pretrust on the two
+    leaders: the production settings (alpha 0.5, flat tail 2) stop at the reference's
+    iteration with the reference's values, and the tight rule reaches the exact fixed point."""
+    club = nx.karate_club_graph()
+    n = club.number_of_nodes()
+    pairs = np.array(list(club.edges()), dtype=np.int64)
+    src, dst = (
+        np.concatenate([pairs[:, 0], pairs[:, 1]]),
+        np.concatenate([pairs[:, 1], pairs[:, 0]]),
+    )
+    order = np.lexsort((dst, src))
+    graph = Graph([f"0x{i:02x}" for i in range(n)], src[order], dst[order])
+    p = np.zeros(n)
+    p[[0, 33]] = 0.5
+    edges = list(zip(graph.src.tolist(), graph.dst.tolist(), strict=True))
+
+    expected, iterations = _go_eigentrust_loop(n, edges, p.tolist(), flat_tail=2)
+    result = eigentrust(graph, p)
+    assert (result.iterations, result.converged) == (iterations, True)
+    assert np.abs(result.scores - expected).max() < 1e-9
+
+    dense = np.zeros((n, n))
+    dense[graph.src, graph.dst] = 1.0
+    rows = dense / dense.sum(axis=1, keepdims=True)
+    fixed = np.linalg.solve(np.eye(n) - 0.5 * rows.T, 0.5 * p)
+    tight = eigentrust(graph, p, tolerance=1e-14)
+    assert np.abs(tight.scores - fixed).max() < 1e-9
+    assert np.argmax(tight.scores) in (0, 33) and tight.scores.sum() == pytest.approx(
+        1.0, abs=1e-12
+    )
+
+
+def test_the_defaults_are_the_originals_settings():
+    """ts-lens asked go-eigentrust for alpha 0.5, epsilon 1.0 and flatTail 2, with its 10 OGs."""
+    assert (ALPHA, EPSILON, FLAT_TAIL) == (0.5, 1.0, 2)
+    assert len(set(OG_HANDLES)) == 10 and "stani.lens" in OG_HANDLES
+    graph = _preferential_graph(200, seed=5)
+    p = np.full(200, 1 / 200)
+    assert eigentrust(graph, p).iterations == eigentrust(graph, p, flat_tail=2).iterations

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from lensfeed.__main__ import main
+from lensfeed.eigentrust import OG_HANDLES
 from lensfeed.generate import (
     EXPORT_MODES,
-    OG_HANDLES,
     ExportObject,
     generate_dataset,
     hex_ids,

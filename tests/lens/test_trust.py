@@ -15,8 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from lensfeed import pg
-from lensfeed.eigentrust import eigentrust, follow_edges, global_trust_frame, pretrust, rank_trust
-from lensfeed.generate import OG_HANDLES, generate_dataset, plan_exports
+from lensfeed.eigentrust import (
+    OG_HANDLES,
+    eigentrust,
+    follow_edges,
+    global_trust_frame,
+    pretrust,
+    rank_trust,
+)
+from lensfeed.generate import generate_dataset, plan_exports
 from lensfeed.pgserver import EmbeddedPostgres
 from lensfeed.schemas import FOLLOWERS, PROFILES
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
