@@ -388,6 +388,7 @@ def prediction_features(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "is_original": rng.random(n) < 0.85,
             "is_hidden": rng.random(n) < 0.01,
             "is_gated": rng.random(n) < 0.02,
+            "has_error": rng.random(n) < 0.003,
             **counters,
             "age": age,
             "followship_rank": rank,

@@ -7,7 +7,8 @@ current state of ``public_profile_post``), with the columns of
 
 - ``is_original``: both ``is_related_to_post`` and ``is_related_to_comment`` are null;
 - ``is_content_warning``: ``content_warning`` is not null;
-- ``age``: whole days from ``block_timestamp`` to ``feature_time`` (floor);
+- ``age``: calendar days (UTC dates) from ``block_timestamp`` to ``feature_time``,
+  as the original's Spark ``datediff(feature_time, block_timestamp)`` counts them;
 - ``collects, mirrors, comments, upvotes, downvotes``: the publication's
   current stats counters, 0 when it has no stats row yet;
 - ``followship_rank``, ``followship_score``: the author's trust rank and score,
@@ -65,6 +66,7 @@ _OUTPUT: tuple[tuple[str, str, bool], ...] = (
     ("custom_filters_gardener_flagged", "boolean", False),
     ("is_hidden", "boolean", False),
     ("is_gated", "boolean", False),
+    ("has_error", "boolean", True),
     ("collects", "bigint", False),
     ("mirrors", "bigint", False),
     ("comments", "bigint", False),
@@ -113,6 +115,7 @@ _POST_COLUMNS = (
     "custom_filters_gardener_flagged",
     "is_hidden",
     "is_gated",
+    "has_error",
 )
 _STATS_COLUMNS = ("publication_id", *COUNTERS)
 _METADATA = ("datastream_metadata.source_timestamp", "datastream_metadata.uuid")
@@ -256,11 +259,27 @@ def _keep_first(frame: DataFrame, key: str, order: Sequence[Column]) -> DataFram
     return ranked.where(F.col("_keep_first_n") == 1).drop("_keep_first_n")
 
 
-def current_posts(posts: DataFrame) -> DataFrame:
-    """The current state of the post increments: one row per ``post_id``.
+def _newest_change(frame: DataFrame, key: str, name: str) -> DataFrame:
+    """One row per ``key``: the newest change, whichever partition it landed in.
 
-    A post exported twice keeps the row of its newest partition (ties: the
-    newest ``datastream_metadata``, so the choice never depends on Spark).
+    Order: the largest ``datastream_metadata.source_timestamp`` (the time of the
+    change at the source), then the newest partition, then the largest
+    ``datastream_metadata.uuid``: a total order, so the choice never depends on
+    the engine, and a late-landing older copy never wins.
+    """
+    require_columns(frame, (key, DTIME, "datastream_metadata.source_timestamp"), name)
+    F = api(frame).F
+    order = [
+        F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
+        F.col(DTIME).desc_nulls_last(),
+        F.col("datastream_metadata.uuid").desc_nulls_last(),
+    ]
+    return _keep_first(frame, key, order)
+
+
+def current_posts(posts: DataFrame) -> DataFrame:
+    """The current state of the post increments: one row per ``post_id``
+    (:func:`_newest_change`, the rule of every increment table).
 
     Args:
         posts: ``public_profile_post`` rows plus ``dtime``.
@@ -268,21 +287,12 @@ def current_posts(posts: DataFrame) -> DataFrame:
     Returns:
         The same columns, one row per ``post_id``.
     """
-    require_columns(posts, ("post_id", DTIME, "datastream_metadata.source_timestamp"), "posts")
-    F = api(posts).F
-    order = [
-        F.col(DTIME).desc_nulls_last(),
-        F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
-        F.col("datastream_metadata.uuid").desc_nulls_last(),
-    ]
-    return _keep_first(posts, "post_id", order)
+    return _newest_change(posts, "post_id", "posts")
 
 
 def current_stats(stats: DataFrame) -> DataFrame:
-    """The current state of the stats increments: one row per ``publication_id``.
-
-    The row with the largest ``datastream_metadata.source_timestamp``; ties go to
-    the newest partition.
+    """The current state of the stats increments: one row per ``publication_id``
+    (:func:`_newest_change`).
 
     Args:
         stats: ``public_publication_stats`` rows plus ``dtime``.
@@ -290,16 +300,7 @@ def current_stats(stats: DataFrame) -> DataFrame:
     Returns:
         The same columns, one row per ``publication_id``.
     """
-    require_columns(
-        stats, ("publication_id", DTIME, "datastream_metadata.source_timestamp"), "stats"
-    )
-    F = api(stats).F
-    order = [
-        F.col("datastream_metadata.source_timestamp").desc_nulls_last(),
-        F.col(DTIME).desc_nulls_last(),
-        F.col("datastream_metadata.uuid").desc_nulls_last(),
-    ]
-    return _keep_first(stats, "publication_id", order)
+    return _newest_change(stats, "publication_id", "stats")
 
 
 def join_stats(posts: DataFrame, stats: DataFrame) -> DataFrame:
@@ -370,7 +371,12 @@ def _utc(moment: datetime) -> datetime:
 
 
 def add_age(posts: DataFrame, feature_time: datetime) -> DataFrame:
-    """Add ``feature_time`` and ``age``: whole days from ``block_timestamp`` to it (floor).
+    """Add ``feature_time`` and ``age``: calendar days from ``block_timestamp`` to it.
+
+    The days are UTC dates, as the original's ``datediff(feature_time,
+    block_timestamp)`` on a UTC session counts them (the production model was
+    trained on it): a post of 23:00 is one day old at 01:00 the next day. A post
+    stamped after ``feature_time`` gets a negative age, as ``datediff`` gives.
 
     Raises:
         ValueError: ``feature_time`` is naive.
@@ -378,10 +384,12 @@ def add_age(posts: DataFrame, feature_time: datetime) -> DataFrame:
     require_columns(posts, ("block_timestamp",), "posts")
     F = api(posts).F
     moment = F.lit(_utc(feature_time)).cast("timestamp")
-    micros = F.unix_micros(moment) - F.unix_micros(F.col("block_timestamp"))
-    return posts.withColumns(
-        {"feature_time": moment, "age": F.floor(micros / F.lit(_DAY_US)).cast("bigint")}
-    )
+
+    def day(column: Column) -> Column:  # the UTC date as days since the epoch
+        return F.floor(F.unix_micros(column) / F.lit(_DAY_US))
+
+    age = (day(moment) - day(F.col("block_timestamp"))).cast("bigint")
+    return posts.withColumns({"feature_time": moment, "age": age})
 
 
 def add_author_maxima(posts: DataFrame) -> DataFrame:

@@ -7,10 +7,12 @@ Steps, on the predictions snapshot (one row per post):
 
 1. :func:`candidate_posts`: one row per ``post_id`` (the newest ``feature_time``
    wins), then keep original posts without a content warning (null or blank),
-   not hidden, not gated, not gardener-flagged, labelled YES or MAYBE, with
+   not hidden, not gated, not gardener-flagged, without ``has_error`` (its
+   metadata failed to load: the app cannot show it), labelled YES or MAYBE, with
    ``engagement_score = upvotes + 3*mirrors + 5*comments + 7*collects > 0``.
-   A null flag excludes the post (never guess that a post may be shown); null
-   counters count as 0.
+   A null hidden, gated or flagged flag excludes the post (never guess that a
+   post may be shown: the source requires them); a null ``has_error`` (nullable at
+   the source) means no error was reported. Null counters count as 0.
 2. :func:`age_bucket`: ``feature_time - block_timestamp`` from real timestamps:
    ``1d`` = [0, 1 day), ``1w`` = [1 day, 7 days), ``4w`` = [7 days, 28 days),
    ``older`` = 28 days or more. A post stamped after ``feature_time`` counts as age 0.
@@ -27,6 +29,9 @@ Steps, on the predictions snapshot (one row per post):
 7. :func:`rank_feed`: order by weight desc, engagement desc, ``post_id`` asc (the
    original's order, with a tie-break) and ``v = n - position``: the first post gets
    ``v = n``, the last ``v = 1``. Larger is better, as the feed server expects.
+   So the tiers run A-YES, then B and C (either label), then A-MAYBE: the
+   original's weights rank a popular post the model did not endorse below any
+   less popular one (kept deliberately, see docs/dag.md, ``feed``).
 
 Randomness: one ``numpy.random.Generator`` seeded by the caller (the feed
 pipeline uses :func:`seed_from_bytes` of the predictions file), used in a fixed
@@ -150,6 +155,7 @@ def exclusion_masks(posts: pd.DataFrame) -> dict[str, pd.Series]:
         "hidden": _flag(posts["is_hidden"], when_null=True),
         "gated": _flag(posts["is_gated"], when_null=True),
         "gardener_flagged": _flag(posts["custom_filters_gardener_flagged"], when_null=True),
+        "has_error": _flag(posts["has_error"], when_null=False),
         "label_no": labels == "NO",
         "no_engagement": posts["engagement_score"] <= 0,
     }

@@ -85,6 +85,7 @@ PREDICTIONS_SCHEMA = pa.schema(
         pa.field("is_hidden", _BOOL),
         pa.field("is_gated", _BOOL),
         pa.field("custom_filters_gardener_flagged", _BOOL),
+        pa.field("has_error", _BOOL),
         *[pa.field(name, _INT) for name in ("upvotes", "mirrors", "comments", "collects")],
     ]
 )

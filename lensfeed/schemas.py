@@ -531,6 +531,7 @@ FEED_PASSTHROUGH: tuple[str, ...] = (
     "is_hidden",
     "is_gated",
     "custom_filters_gardener_flagged",
+    "has_error",
     "upvotes",
     "mirrors",
     "comments",

@@ -94,6 +94,7 @@ def random_predictions(
             "is_hidden": rng.random(n) < 0.02,
             "is_gated": rng.random(n) < 0.02,
             "custom_filters_gardener_flagged": rng.random(n) < 0.02,
+            "has_error": rng.random(n) < 0.01,
             "upvotes": rng.poisson(2, n),
             "mirrors": rng.poisson(0.5, n),
             "comments": rng.poisson(0.5, n),

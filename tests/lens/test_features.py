@@ -59,6 +59,8 @@ def post(
     content_warning: str | None = None,
     language: str | None = "en",
     source_ms: int = 0,
+    hidden: bool = False,
+    has_error: bool | None = False,
 ) -> dict[str, Any]:
     """A public_profile_post row (author = the id before the dash) plus ``dtime``."""
     return {
@@ -66,9 +68,10 @@ def post(
         "profile_id": post_id.split("-")[0],
         "is_related_to_post": related_post,
         "is_related_to_comment": related_comment,
-        "is_hidden": False,
+        "is_hidden": hidden,
         "is_gated": post_id.endswith("3"),
         "custom_filters_gardener_flagged": False,
+        "has_error": has_error,
         "block_timestamp": ts(block_timestamp),
         "language": language,
         "region": None,
@@ -154,20 +157,27 @@ def utc(values: list[str]) -> pd.Series:
 # current state of the increments
 
 
-def test_current_posts_keeps_the_newest_partition(session: Any) -> None:
+def test_current_posts_keeps_the_newest_change_whatever_lands_last(session: Any) -> None:
+    """One rule for every table: the largest source_timestamp wins, then the newest partition.
+    Before, the newest partition won: a late-landing older copy made a hidden post visible."""
     rows = [
-        post("0x01-0x01", "2024-05-01", dtime=T1, language="en"),
-        post("0x01-0x01", "2024-05-01", dtime=T2, language="fr"),  # re-exported: newest wins
-        post("0x01-0x02", "2024-05-02", dtime=T2, language="de"),
+        post("0x01-0x01", "2024-05-01", dtime=T1, source_ms=200, hidden=True),  # hidden later
+        post("0x01-0x01", "2024-05-01", dtime=T2, source_ms=100),  # older copy, landed late
+        post("0x01-0x02", "2024-05-02", dtime=T1, language="en", source_ms=100),
+        post("0x01-0x02", "2024-05-02", dtime=T2, language="de", source_ms=100),  # tie: newest
         post("0x02-0x01", "2024-05-03", dtime=T1, language="es", source_ms=5),
         post("0x02-0x01", "2024-05-03", dtime=T1, language="pt", source_ms=9),  # same partition
     ]
-    got = collect(feat.current_posts(posts_frame(session, rows)), ["post_id", "language", "dtime"])
+    got = collect(
+        feat.current_posts(posts_frame(session, rows)),
+        ["post_id", "is_hidden", "language", "dtime"],
+    )
     expected = pd.DataFrame(
         {
             "post_id": ["0x01-0x01", "0x01-0x02", "0x02-0x01"],
-            "language": ["fr", "de", "pt"],
-            "dtime": utc(["2024-05-09 02:00", "2024-05-09 02:00", "2024-05-09 01:00"]),
+            "is_hidden": [True, False, False],
+            "language": ["en", "de", "pt"],
+            "dtime": utc(["2024-05-09 01:00", "2024-05-09 02:00", "2024-05-09 01:00"]),
         }
     )
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
@@ -205,10 +215,12 @@ def tiny(session: Any) -> tuple[Any, Any, Any]:
         session,
         [
             post("0x01-0x01", "2024-05-01 00:00:00"),  # age 9 exactly
-            post("0x01-0x02", "2024-05-09 23:59:59", related_post="0x02-0x01"),  # age 0
+            # one second old, but of the day before: 1 calendar day, as datediff counts
+            post("0x01-0x02", "2024-05-09 23:59:59", related_post="0x02-0x01", has_error=None),
             post(
                 "0x01-0x03",
-                "2024-05-05 12:00:00",  # age 4.5 -> 4
+                "2024-05-05 12:00:00",  # 4.5 days: 5 calendar days
+                has_error=True,
                 related_comment="0x02-0x05",
                 content_warning="NSFW",
                 language=None,
@@ -244,6 +256,7 @@ EXPECTED_TYPES = [
     ("custom_filters_gardener_flagged", "boolean"),
     ("is_hidden", "boolean"),
     ("is_gated", "boolean"),
+    ("has_error", "boolean"),
     ("collects", "bigint"),
     ("mirrors", "bigint"),
     ("comments", "bigint"),
@@ -290,12 +303,13 @@ def test_post_features_whole_frame(tiny: tuple[Any, Any, Any]) -> None:
             "custom_filters_gardener_flagged": [False] * 5,
             "is_hidden": [False] * 5,
             "is_gated": [False, False, True, False, False],
+            "has_error": [False, None, True, False, False],
             "collects": [2, 0, 0, 0, 0],
             "mirrors": [4, 0, 1, 0, 0],
             "comments": [1, 0, 3, 0, 0],
             "upvotes": [10, 0, 1, 0, 0],
             "downvotes": [0, 0, 2, 0, 0],
-            "age": [9, 0, 4, 2, 0],
+            "age": [9, 1, 5, 2, 0],
             "followship_rank": [1.0, 1.0, 1.0, np.nan, 2.0],  # null -> NaN in pandas
             "followship_score": [0.6, 0.6, 0.6, np.nan, 0.1],
             "max_age": [9, 9, 9, 2, 0],
@@ -304,8 +318,8 @@ def test_post_features_whole_frame(tiny: tuple[Any, Any, Any]) -> None:
             "max_comments": [3, 3, 3, 0, 0],
             "post_score": [
                 4 / 4 + 2 / 2 + 3 * 1 / 3 - 5 * 9 / 9,
-                0.0,
-                1 / 4 + 0 / 2 + 3 * 3 / 3 - 5 * 4 / 9,
+                -5 * 1 / 9,
+                1 / 4 + 0 / 2 + 3 * 3 / 3 - 5 * 5 / 9,
                 -5 * 2 / 2,  # zero maxima count as 1e10: 0 / 1e10, never 0 / 0
                 0.0,  # max_age 0 as well: a score of 0, not NaN
             ],
@@ -578,16 +592,21 @@ def pandas_features(root: Path) -> pd.DataFrame:
             parts.append(frame)
         return pd.concat(parts, ignore_index=True)
 
-    posts = table(POSTS).sort_values("dtime").drop_duplicates("post_id", keep="last")
-    stats = table(STATS)
-    stats["source"] = [m["source_timestamp"] for m in stats["datastream_metadata"]]
-    stats = stats.sort_values(["source", "dtime"]).drop_duplicates("publication_id", keep="last")
+    def newest_change(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+        frame["source"] = [m["source_timestamp"] for m in frame["datastream_metadata"]]
+        frame["uuid"] = [m["uuid"] for m in frame["datastream_metadata"]]
+        ordered = frame.sort_values(["source", "dtime", "uuid"])
+        return ordered.drop_duplicates(key, keep="last")
+
+    posts = newest_change(table(POSTS), "post_id")
+    stats = newest_change(table(STATS), "publication_id")
     names = dict(feat.COUNTERS, publication_id="post_id")
     frame = posts.merge(stats.rename(columns=names)[list(names.values())], on="post_id", how="left")
     for column in feat.COUNTERS.values():
         frame[column] = frame[column].fillna(0).astype("int64")
     feature_time = max(table(POSTS)["dtime"].max(), table(STATS)["dtime"].max())
-    frame["age"] = (feature_time - frame["block_timestamp"]) // pd.Timedelta(days=1)
+    days = feature_time.floor("D") - frame["block_timestamp"].dt.floor("D")
+    frame["age"] = days // pd.Timedelta(days=1)  # calendar days, as datediff counts
     trust = pd.read_parquet(root / "trust" / "trust.parquet")
     frame = frame.merge(
         trust.rename(

@@ -19,6 +19,8 @@ import pytest
 
 from lensfeed import pg
 from lensfeed.feed import (
+    DEFAULT_STRATEGY,
+    WEIGHTS,
     FeedParams,
     age_bucket,
     candidate_posts,
@@ -30,6 +32,7 @@ from lensfeed.feed import (
     latest_per_post,
     popularity_tertile,
     post_weights,
+    rank_feed,
     seed_from_bytes,
     weighted_sample,
 )
@@ -63,6 +66,7 @@ def post(
         "is_hidden": False,
         "is_gated": False,
         "custom_filters_gardener_flagged": False,
+        "has_error": False,
         "upvotes": upvotes,
         "mirrors": 0,
         "comments": 0,
@@ -95,6 +99,7 @@ def test_engagement_score_weights_and_null_counters():
         ("hidden", {"is_hidden": True}),
         ("gated", {"is_gated": True}),
         ("gardener_flagged", {"custom_filters_gardener_flagged": True}),
+        ("has_error", {"has_error": True}),
         ("label_no", {"label": "NO"}),
         ("no_engagement", {"upvotes": 0}),
         # a null flag never lets a post through
@@ -105,12 +110,45 @@ def test_engagement_score_weights_and_null_counters():
     ],
 )
 def test_candidate_posts_applies_each_exclusion(rule, override):
+    """Each rule alone excludes the post (has_error: its metadata failed to load)."""
     frame = predictions(post("p2_bad", **override), post("p1_good"))
     assert candidate_posts(frame)["post_id"].tolist() == ["p1_good"]
     masks = exclusion_masks(latest_per_post(frame))
     assert {name: mask.tolist() for name, mask in masks.items() if mask.any()} == {
         rule: [False, True]
     }
+
+
+def test_a_null_has_error_keeps_the_post():
+    """has_error is nullable at the source: null means no error was reported (unlike the
+    three required filter flags, where a null excludes)."""
+    frame = predictions(post("p1", has_error=None), post("p2", has_error=False))
+    assert candidate_posts(frame)["post_id"].tolist() == ["p1", "p2"]
+
+
+def test_the_feed_ranks_a_yes_then_b_and_c_then_a_maybe():
+    """The original's order (weight, then engagement), kept deliberately: a popular post
+    the model did not endorse (A-MAYBE, 0.10) ranks below every B or C post (0.15)."""
+    tiers = [
+        ("a-maybe", "A", "MAYBE", 900),
+        ("c-maybe", "C", "MAYBE", 3),
+        ("a-yes", "A", "YES", 500),
+        ("b-yes", "B", "YES", 40),
+        ("a-yes-top", "A", "YES", 800),
+        ("b-maybe", "B", "MAYBE", 50),
+    ]
+    sample = pd.DataFrame(tiers, columns=["post_id", "tertile", "label", "engagement_score"])
+    sample["weight"] = post_weights(sample["tertile"], sample["label"], WEIGHTS)
+    feed = rank_feed(sample, DEFAULT_STRATEGY)
+    assert feed["post_id"].tolist() == [
+        "a-yes-top",
+        "a-yes",
+        "b-maybe",
+        "b-yes",
+        "c-maybe",
+        "a-maybe",
+    ]
+    assert feed["v"].tolist() == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
 
 
 def test_blank_content_warning_is_no_warning():
@@ -297,6 +335,7 @@ def test_generate_feed_tiny_input_whole_frame():
             "hidden": 1,
             "gated": 0,
             "gardener_flagged": 0,
+            "has_error": 0,
             "label_no": 1,
             "no_engagement": 0,
         },

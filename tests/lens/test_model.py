@@ -97,6 +97,7 @@ def synthetic_features(
             "custom_filters_gardener_flagged": rng.random(n) < 0.005,
             "is_hidden": rng.random(n) < 0.01,
             "is_gated": rng.random(n) < 0.02,
+            "has_error": rng.random(n) < 0.003,
             "collects": rng.poisson(0.25 * rate),
             "mirrors": rng.poisson(0.4 * rate),
             "comments": rng.poisson(0.6 * rate),
