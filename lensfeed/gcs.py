@@ -14,7 +14,8 @@ GCS), otherwise the default credentials (``GOOGLE_APPLICATION_CREDENTIALS``).
 For tests and the demo: :class:`EmulatorServer` runs ``gcp-storage-emulator``
 in-process on 127.0.0.1, and :func:`upload_exports` lands generated
 :class:`lensfeed.generate.ExportObject` objects with their landing time in
-``custom_time`` and in metadata ``landed_at`` (RFC 3339).
+``custom_time`` and in metadata ``landed_at`` (RFC 3339), with the completion
+markers of their snapshot runs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from lensfeed.parquet import TABLE_OPTIONS
+from lensfeed.snapshots import plan_markers
 
 if TYPE_CHECKING:
     from lensfeed.generate import ExportObject
@@ -236,17 +238,32 @@ def upload_bytes(bucket: Any, name: str, data: bytes, landed: datetime) -> None:
 
 
 def upload_exports(
-    bucket: Any, objects: Iterable[ExportObject], landed: Callable[[ExportObject], datetime]
+    bucket: Any,
+    objects: Iterable[ExportObject],
+    landed: Callable[[ExportObject], datetime],
+    *,
+    markers: bool = True,
 ) -> list[str]:
     """Land generated export objects in ``bucket`` (a ``storage.Bucket``) as Parquet.
+
+    With ``markers`` (the default, as the exporter does), the completion marker of
+    every snapshot run whose parts are all in ``objects``
+    (:func:`lensfeed.snapshots.plan_markers`) is uploaded after the parts, landing
+    with the run's last part to land; ``markers=False`` lands exports from before
+    that contract.
 
     Returns:
         The object names, in upload order.
     """
+    objects = list(objects)
     names = []
     for obj in objects:
         upload_bytes(bucket, obj.name, parquet_bytes(obj.table_data), landed(obj))
         names.append(obj.name)
+    for marker in plan_markers(objects) if markers else []:
+        last = max(landed(objects[i]) for i in marker.members)
+        upload_bytes(bucket, marker.name, marker.data, last)
+        names.append(marker.name)
     return names
 
 

@@ -27,6 +27,10 @@ Export semantics, per table (``EXPORT_MODES``), on a grid of export ticks
   snapshot; the last snapshot equals the dataset. Earlier follower snapshots
   also hold edges that were unfollowed before ``end`` (``UNFOLLOW_SHARE``), so a
   reader that unions snapshots instead of taking the newest one is caught.
+  Each part knows its run's part count (``ExportObject.parts``); after a run's
+  last part the exporter writes its completion marker
+  ``<prefix>/<table>/<stamp>.complete.json``, ``{"parts": N}``
+  (:mod:`lensfeed.snapshots`), which :func:`write_exports` writes too.
 
 Rows stamped before ``start`` land in the first tick and rows after ``end`` in
 the last one; the last snapshot is the dataset as given. Posts and their stats
@@ -69,6 +73,7 @@ from lensfeed.schemas import (
     TIMESTAMP,
     conform_table,
 )
+from lensfeed.snapshots import plan_markers
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -287,13 +292,15 @@ class ExportObject:
     """One object of a BigQuery export as it lands in GCS.
 
     ``name`` is ``<prefix>/<table>/<export_time:%Y%m%dT%H%M%SZ>-<part:012d>.parquet``
-    (BigQuery numbers the files of one export with 12 digits).
+    (BigQuery numbers the files of one export with 12 digits); ``parts`` is how
+    many parts that export run has.
     """
 
     table: str
     name: str
     export_time: datetime
     table_data: Any  # pyarrow.Table in the table's canonical schema
+    parts: int = 1
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -805,6 +812,7 @@ def _objects(
             name=f"{prefix}/{table_name}/{stamp}-{part:012d}.parquet",
             export_time=export_time,
             table_data=table.slice(part * max_rows, max_rows),
+            parts=parts,
         )
         for part in range(parts)
     ]
@@ -1089,20 +1097,34 @@ def write_exports(objects: Sequence[ExportObject], directory: str | os.PathLike[
     The writer options are pinned and schema metadata is cleared, so the same
     objects give byte-identical files (with the same pyarrow version). Each file
     is written to a temporary name and renamed, so a reader never sees half a file.
+    Right after the last part of a snapshot run whose parts are all in
+    ``objects``, the run's completion marker is written.
 
     Returns:
-        The paths written, in the order of ``objects``.
+        The paths written, in write order: ``objects``' order, each marker after its run.
     """
     root = Path(directory)
+    markers = {max(m.members): m for m in plan_markers(objects)}
     paths = []
-    for obj in objects:
-        relative = PurePosixPath(obj.name)
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError(f"object name must be a relative path, got {obj.name!r}")
-        path = root.joinpath(*relative.parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    for i, obj in enumerate(objects):
+        path = _export_path(root, obj.name)
         partial = path.with_name(path.name + ".partial")
         pq.write_table(obj.table_data.replace_schema_metadata(None), partial, **_PARQUET_OPTIONS)
         partial.replace(path)
         paths.append(path)
+        if i in markers:
+            path = _export_path(root, markers[i].name)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(markers[i].data)
+            partial.replace(path)
+            paths.append(path)
     return paths
+
+
+def _export_path(root: Path, name: str) -> Path:
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"object name must be a relative path, got {name!r}")
+    path = root.joinpath(*relative.parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -20,8 +20,16 @@ an unchanged bucket gives the same partition, byte for byte; an object
 overwritten after its tick lands again (new generation) in a later window, and
 objects landing at or before the cron input's ``start`` are never taken.
 
+Completion markers (:mod:`lensfeed.snapshots`): a snapshot table's export run
+(``public_profile``, ``public_follower``) ends with
+``<prefix>/<table>/<STAMP>.complete.json``, ``{"parts": N}``. It is taken like
+any object (by landing time), validated (a JSON object whose ``parts`` is an
+integer >= 1) and written as ``/<table>/dtime=<T>/<STAMP>.complete.json`` in
+canonical form, with ``rows`` 0 in the manifest. A marker of an increment table
+(posts, stats) is rejected, so their readers never see one.
+
 Outputs of :func:`ingest_tick` under ``out_dir`` (paths as in the repo):
-``/<table>/dtime=<T>/<basename>`` (validated, conformed Parquet),
+``/<table>/dtime=<T>/<basename>`` (validated, conformed Parquet, or a marker),
 ``/_manifest/<T>.json`` (always, written last) and ``/_rejected/<T>.json``
 (only when something was rejected). A bad object is rejected, never fatal; an
 unreachable bucket (:class:`lensfeed.gcs.StoreError`) is fatal.
@@ -54,6 +62,14 @@ from lensfeed.gcs import (
     rfc3339,
 )
 from lensfeed.schemas import TABLES, SchemaError, conform_table, validate_table
+from lensfeed.snapshots import (
+    MARKER_NAME,
+    SNAPSHOT_TABLES,
+    MarkerError,
+    check_marker_size,
+    marker_bytes,
+    parse_marker,
+)
 
 TIME_SOURCES = ("time_created", "custom_time")
 MAX_NAME_BYTES = 1024
@@ -164,10 +180,12 @@ def check_object_name(name: str) -> str | None:
 
 
 def _layout(name: str, prefix: str) -> tuple[str, str] | None:
-    """(table, basename) of ``<prefix>/<table>/<YYYYmmddTHHMMSSZ>-<part>.parquet``."""
+    """(table, basename) of ``<prefix>/<table>/<YYYYmmddTHHMMSSZ>-<part>.parquet`` or a marker."""
     head = prefix.strip("/") + "/"
     parts = name.removeprefix(head).split("/") if name.startswith(head) else []
-    if len(parts) != 2 or not parts[0] or not _BASENAME.fullmatch(parts[1]):
+    if len(parts) != 2 or not parts[0]:
+        return None
+    if not (_BASENAME.fullmatch(parts[1]) or MARKER_NAME.fullmatch(parts[1])):
         return None
     return parts[0], parts[1]
 
@@ -184,6 +202,11 @@ def name_problem(name: str, prefix: str) -> str | None:
     if problem is not None:
         return problem
     layout = _layout(name, prefix)
+    if layout is None and name.endswith(".json"):
+        return (
+            f"name does not match {prefix.strip('/')}/<table>/<YYYYmmddTHHMMSSZ>.complete.json"
+            " (a snapshot run's completion marker)"
+        )
     if layout is None:
         return f"name does not match {prefix.strip('/')}/<table>/<YYYYmmddTHHMMSSZ>-<part>.parquet"
     if layout[0] not in TABLES:
@@ -300,13 +323,21 @@ def _ingest_object(
     if LANDED_AT in obj.metadata and _parse_time(obj.metadata[LANDED_AT]) is None:
         raise ExportError(f"metadata {LANDED_AT} is not an RFC 3339 time with a zone")
     table, basename = obj.name.split("/")[-2:]
+    marker = MARKER_NAME.fullmatch(basename) is not None
+    if marker and table not in SNAPSHOT_TABLES:
+        raise ExportError(
+            f"a completion marker belongs to a snapshot table ({', '.join(SNAPSHOT_TABLES)}); "
+            f"{table} is exported as increments"
+        )
     try:
+        if marker:  # before reading it: a marker is small
+            check_marker_size(obj.size)
         data = store.read(obj.name, obj.generation)
-    except ObjectGone as exc:
+    except (MarkerError, ObjectGone) as exc:
         raise ExportError(str(exc)) from None
     if len(data) != obj.size or (obj.md5 is not None and md5_base64(data) != obj.md5):
         raise ExportError("content does not match the listed size and MD5 (changed since listing)")
-    conformed = conform_export(table, data)
+    output, rows = _marker_output(data) if marker else _parquet_output(table, data)
     entry = {
         "object": f"gs://{store.bucket}/{obj.name}",
         "table": table,
@@ -314,10 +345,23 @@ def _ingest_object(
         "md5": obj.md5,
         "size": obj.size,
         "landed": rfc3339(landing_time(obj, time_source)),
-        "rows": conformed.num_rows,
+        "rows": rows,
         "path": partition_path(table, tick, basename),
     }
-    return entry, parquet_bytes(conformed)
+    return entry, output
+
+
+def _parquet_output(table: str, data: bytes) -> tuple[bytes, int]:
+    conformed = conform_export(table, data)
+    return parquet_bytes(conformed), conformed.num_rows
+
+
+def _marker_output(data: bytes) -> tuple[bytes, int]:
+    """A marker in canonical form (extra fields dropped); it carries no rows."""
+    try:
+        return marker_bytes(parse_marker(data)), 0
+    except MarkerError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def ingest_tick(

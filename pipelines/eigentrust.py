@@ -2,15 +2,23 @@
 
 Inputs: ``followers`` (repo ``ingest``, glob ``/public_follower``) crossed with
 ``profiles`` (repo ``ingest``, glob ``/public_profile``): one datum, reprocessed
-only when those tables change. Both tables are full snapshots: the current
-state is the newest ``dtime=<T>`` partition of each
-(``/pfs/followers/public_follower/dtime=<T>/*.parquet``).
+only when those tables change. Both tables are full snapshots, exported in runs
+whose parts may land in several ``dtime=<T>`` partitions: the current state of
+each is its newest *complete* run, assembled across partitions
+(``lensfeed.snapshots``: a run is complete when its completion marker
+``<STAMP>.complete.json`` is present with all the ``{"parts": N}`` it declares;
+newer runs still landing are skipped with a note on stderr; without any marker,
+the newest run as landed, with a note that completeness could not be checked).
 Output (repo ``eigentrust``): ``/globaltrust.parquet``, one row per profile with a
 non-zero score: ``strategy_name, i (profile_id), v, date (date32)``, sorted by
-``v`` desc, ``i`` asc; ``date`` = the date of the newest follower partition.
+``v`` desc, ``i`` asc; ``date`` = the date of the tick partition that completed
+the follower snapshot used (the newest partition holding one of its files).
 With ``GLOBALTRUST_WRITE=1`` it also replaces that strategy and date in the
 PostgreSQL ``globaltrust`` table in one transaction (``PGSQL_URL`` required).
 
+Exit 1, nothing written, when a table has no complete snapshot or the profile
+snapshot has no rows (no peers to rank); an empty follower snapshot is
+legitimate (every score is the pretrust) and noted on stderr.
 Idempotent: the same snapshots give the same file and the same table rows.
 Knobs: ``PRETRUST_HANDLES`` (comma-separated seed handles, default the original's
 10 OG handles, ``lensfeed.eigentrust.OG_HANDLES``), ``EIGENTRUST_TOLERANCE`` (an L1
@@ -21,14 +29,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lensfeed import pfs, pg
+from lensfeed import pfs, pg, snapshots
 from lensfeed.eigentrust import (
     OG_HANDLES,
     eigentrust,
@@ -49,27 +57,36 @@ GLOBALTRUST_SCHEMA = pa.schema(
 )
 
 
-def newest_partition(table_dir: Path) -> tuple[datetime, Path]:
-    """The newest ``dtime=<RFC 3339>`` directory under ``table_dir`` and its tick time."""
-    partitions = []
-    for entry in table_dir.glob("dtime=*"):
-        stamp = entry.name.removeprefix("dtime=")
-        try:
-            tick = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            raise ValueError(f"{entry}: not a dtime=<YYYY-MM-DDTHH:MM:SSZ> partition") from None
-        partitions.append((tick, entry))
-    if not partitions:
-        raise FileNotFoundError(f"no dtime= partition under {table_dir}")
-    return max(partitions)
+def load_snapshots(
+    followers_dir: Path, profiles_dir: Path
+) -> tuple[date, pd.DataFrame, pd.DataFrame]:
+    """The follower and profile snapshots to rank, and the date of the follower one.
 
+    Notes (runs skipped, completeness unchecked, no follow edges) go to stderr.
 
-def read_partition(partition: Path, columns: list[str]) -> pd.DataFrame:
-    """All Parquet parts of one partition, in name order, as one frame."""
-    parts = sorted(partition.glob("*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"no Parquet file in {partition}")
-    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts]).to_pandas()
+    Raises:
+        SnapshotError: no complete snapshot of a table, or no profile rows.
+    """
+    chosen = {}
+    for table, table_dir in ((FOLLOWERS, followers_dir), (PROFILES, profiles_dir)):
+        chosen[table] = snapshots.current_snapshot(table_dir / table, table)
+        for note in chosen[table].notes:
+            print(f"eigentrust: {note}", file=sys.stderr)
+    run = chosen[PROFILES].run
+    profiles = snapshots.read_run(run, ["profile_id", "owned_by", "handle", "is_burnt"])
+    if profiles.num_rows == 0:
+        raise snapshots.SnapshotError(
+            f"{PROFILES} snapshot {run.stamp} has no rows: no peers to rank"
+        )
+    run = chosen[FOLLOWERS].run
+    followers = snapshots.read_run(run, ["address", "follow_profile_id"])
+    if followers.num_rows == 0:
+        print(
+            f"eigentrust: {FOLLOWERS} snapshot {run.stamp} has no rows: no follow edges, "
+            "every score is the pretrust",
+            file=sys.stderr,
+        )
+    return run.completed().date(), followers.to_pandas(), profiles.to_pandas()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,18 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     handles = [h.strip() for h in handles_text.split(",") if h.strip()] or list(OG_HANDLES)
 
     try:
-        tick, follower_dir = newest_partition(args.followers / FOLLOWERS)
-        _, profile_dir = newest_partition(args.profiles / PROFILES)
-        followers = read_partition(follower_dir, ["address", "follow_profile_id"])
-        profiles = read_partition(profile_dir, ["profile_id", "owned_by", "handle", "is_burnt"])
-    except (FileNotFoundError, ValueError) as exc:
+        day, followers, profiles = load_snapshots(args.followers, args.profiles)
+        graph = follow_edges(followers, profiles)
+        result = eigentrust(graph, pretrust(graph.peers, profiles, handles), tolerance=tolerance)
+    except (OSError, ValueError) as exc:
         print(f"eigentrust: {exc}", file=sys.stderr)
         return 1
-    graph = follow_edges(followers, profiles)
-    result = eigentrust(graph, pretrust(graph.peers, profiles, handles), tolerance=tolerance)
     if not result.converged:
         print(f"eigentrust: not converged after {result.iterations} iterations", file=sys.stderr)
-    day: date = tick.date()
     frame = global_trust_frame(graph.peers, result.scores, STRATEGY, day)
     args.out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, schema=GLOBALTRUST_SCHEMA, preserve_index=False)

@@ -486,7 +486,9 @@ def test_gcs_unreachable_fails_the_tick_and_the_next_tick_takes_every_object_onc
     end = START + 4 * HOUR
     exports = plan_exports(generate_dataset(200, 11, START, end), START, end, 1, 11)
     landed = {o.name: o.export_time + timedelta(minutes=1) for o in exports}
-    upload_exports(emulator.client().bucket(BUCKET), exports, lambda o: landed[o.name])
+    upload_exports(
+        emulator.client().bucket(BUCKET), exports, lambda o: landed[o.name], markers=False
+    )
     key = tmp_path / "service-account.json"
     key.write_text('{"type": "placeholder"}')
     create_secret(
@@ -940,7 +942,7 @@ def corpus(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -
     bucket = client.create_bucket(CORPUS_BUCKET)
     end = START + 2 * HOUR
     good = plan_exports(generate_dataset(200, 5, START, end), START, end, 1, 5)
-    upload_exports(bucket, good, lambda o: GOOD_LANDED)
+    upload_exports(bucket, good, lambda o: GOOD_LANDED, markers=False)
     tables = {
         t: next(o.table_data for o in good if o.table == t)
         for t in (POSTS, STATS, PROFILES, FOLLOWERS)

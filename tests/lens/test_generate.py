@@ -93,7 +93,8 @@ def test_different_seed_differs(tmp_path: Path) -> None:
     for seed, data in ((3, first), (4, other)):
         root = tmp_path / f"seed{seed}"
         objs = plan_exports(data, START, END, OBJECTS_PER_HOUR, seed=seed)
-        hashes.append(set(_hashes(write_exports(objs, root), root).values()))
+        parts = [p for p in write_exports(objs, root) if p.suffix == ".parquet"]
+        hashes.append(set(_hashes(parts, root).values()))
     assert not hashes[0] & hashes[1]
 
 
@@ -375,8 +376,21 @@ def test_large_exports_are_split_into_numbered_parts(dataset: dict[str, Any]) ->
 def test_write_exports_round_trips(tmp_path: Path) -> None:
     data = generate_dataset(500, seed=5, start=START, end=START + timedelta(hours=6))
     objs = plan_exports(data, START, START + timedelta(hours=6), 2, seed=5)
-    paths = write_exports(objs, tmp_path)
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [o.name for o in objs]
+    written = [p.relative_to(tmp_path).as_posix() for p in write_exports(objs, tmp_path)]
+    # each snapshot run's completion marker comes right after the run's last part
+    expected = []
+    for o in objs:
+        expected.append(o.name)
+        part = int(o.name.rsplit("-", 1)[1].removesuffix(".parquet"))
+        if o.table in (PROFILES, FOLLOWERS) and part == o.parts - 1:
+            expected.append(f"{o.name.rsplit('-', 1)[0]}.complete.json")
+    assert written == expected
+    for name in expected:
+        if name.endswith(".complete.json"):
+            stamp = name.removesuffix(".complete.json")
+            count = sum(o.name.startswith(stamp + "-") for o in objs)
+            assert (tmp_path / name).read_bytes() == f'{{"parts": {count}}}\n'.encode()
+    paths = [tmp_path / o.name for o in objs]
     for path, o in zip(paths, objs, strict=True):
         read = pq.read_table(path)
         assert read.schema.equals(SCHEMAS[o.table])
@@ -455,7 +469,8 @@ def test_cli_writes_objects_and_prints_a_summary(
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
-    files = sorted(tmp_path.rglob("*.parquet"))
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())  # parts and markers
+    assert any(p.name.endswith(".complete.json") for p in files)
     assert lines[0].startswith(f"wrote {len(files)} objects")
     assert "public_profile_post 1000" in lines[0]
     assert (tmp_path / "lens" / "public_profile_post").is_dir()

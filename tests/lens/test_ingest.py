@@ -114,8 +114,13 @@ def test_table_of_and_name_problem() -> None:
         "lens/public_profile_post/sub/20240501T010000Z-000000000000.parquet",
         "other/public_profile_post/20240501T010000Z-000000000000.parquet",
         "lens/public_profile_post/20240501T010000Z-0.parquet\x00",
+        "lens/public_follower/20240501T010000Z.complete.json",  # a snapshot run's marker
+        "lens/public_follower/20240501T010000Z.manifest.json",
     ]
-    assert [table_of(n, "lens") for n in names] == [POSTS, "public_follower"] + [None] * 5
+    assert [table_of(n, "lens") for n in names] == [POSTS, "public_follower"] + [None] * 5 + [
+        "public_follower",
+        None,
+    ]
     layout = "name does not match lens/<table>/<YYYYmmddTHHMMSSZ>-<part>.parquet"
     assert [name_problem(n, "lens/") for n in names] == [
         None,
@@ -125,6 +130,9 @@ def test_table_of_and_name_problem() -> None:
         layout,
         layout,
         "name contains control character U+0000",
+        None,
+        "name does not match lens/<table>/<YYYYmmddTHHMMSSZ>.complete.json"
+        " (a snapshot run's completion marker)",
     ]
 
 
@@ -314,7 +322,7 @@ def gs(name: str) -> str:
 def test_ingested_partitions_equal_the_exports(
     bucket: Any, store: GcsExportStore, exports: list[ExportObject], tmp_path: Path
 ) -> None:
-    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1))
+    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1), markers=False)
     for h in range(1, 8):
         report = ingest_tick(store, "lens", tick(h - 1), tick(h), tmp_path)
         assert report.rejected == []
@@ -352,7 +360,7 @@ def test_downtime_and_backfill_take_every_object_exactly_once(
     rng.shuffle(late)
 
     def land(names: list[str]) -> None:
-        upload_exports(bucket, [by_name[n] for n in names], lambda o: landed[o.name])
+        upload_exports(bucket, [by_name[n] for n in names], lambda o: landed[o.name], markers=False)
 
     land(early)
     for h in (1, 2):  # live
@@ -376,7 +384,7 @@ def test_downtime_and_backfill_take_every_object_exactly_once(
 def test_rerunning_a_tick_gives_identical_bytes(
     bucket: Any, store: GcsExportStore, exports: list[ExportObject], tmp_path: Path
 ) -> None:
-    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1))
+    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1), markers=False)
     first, second = tmp_path / "first", tmp_path / "second"
     ingest_tick(store, "lens", tick(2), tick(3), first)
     ingest_tick(store, "lens", tick(2), tick(3), second)
@@ -465,7 +473,7 @@ def test_bad_objects_are_rejected_with_a_verdict_and_good_ones_ingested(
     bucket: Any, store: GcsExportStore, exports: list[ExportObject], tmp_path: Path
 ) -> None:
     valid = [o for o in exports if o.export_time <= START + HOUR / 2]
-    upload_exports(bucket, valid, lambda o: o.export_time + timedelta(minutes=10))
+    upload_exports(bucket, valid, lambda o: o.export_time + timedelta(minutes=10), markers=False)
     bad = _bad_objects(exports)
     wrapped = WithUnstorable(store)
     landed = START + timedelta(minutes=20)
@@ -524,7 +532,7 @@ def test_a_crash_leaves_no_partial_file_and_no_manifest(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1))
+    upload_exports(bucket, exports, lambda o: o.export_time + timedelta(minutes=1), markers=False)
     calls = []
 
     def failing_fsync(fd: int) -> None:
@@ -681,7 +689,7 @@ def test_spec_runs_through_the_engine(
     monkeypatch.setenv("PACHLOCAL_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("PACHLOCAL_CODE_ROOT", str(REPO))
     landed = edge_landing(exports)
-    upload_exports(bucket, exports, lambda o: landed[o.name])
+    upload_exports(bucket, exports, lambda o: landed[o.name], markers=False)
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
