@@ -301,7 +301,7 @@ def run(
             seq = engine.store.next_seq() - 1
             with MemorySampler(extra) as memory:
                 began = time.perf_counter()
-                engine.tick_until(hour(ticks))
+                demo.backfill(engine, ROOT, hour(ticks))
                 full_s = time.perf_counter() - began
             jobs = jobs_since(engine, seq)
             full_extra = {
@@ -371,7 +371,7 @@ def run(
         ) as engine:
             seq = engine.store.next_seq() - 1
             began = time.perf_counter()
-            engine.tick_until(hour(1))
+            demo.backfill(engine, ROOT, hour(1))
             recompute_s = time.perf_counter() - began
             recompute_jobs = jobs_since(engine, seq)
             print(f"  full recompute: {recompute_s:.1f} s", flush=True)
@@ -419,7 +419,7 @@ def increment_at(
         gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
         gcs["GCS_BUCKET"] = "lens-growth"
         with dag_state(work / "state", posts, pg.dsn, gcs, seed, features) as engine:
-            engine.tick_until(hour(2))
+            demo.backfill(engine, ROOT, hour(2))
             seq = engine.store.next_seq() - 1
             began = time.perf_counter()
             engine.tick_until(hour(3))

@@ -410,6 +410,29 @@ def summarize(engine: Engine, dsn: str, since_seq: int, console: Console) -> Non
         console.say(f"  {line}")
 
 
+def bootstrap_triggers(engine: Engine, root: Path, console: Console | None = None) -> None:
+    """Point every trigger branch still empty at its source's head, upstream first, and run
+    the jobs after each: the daily ``history`` and ``model`` then exist from the first
+    tick, not from the first midnight. What a deploy does once on a cluster, with
+    ``pachctl create branch <repo>@<branch> --head <source>`` (the trigger stays)."""
+    order = {doc["pipeline"]["name"]: i for i, (_, doc) in enumerate(spec_files(root))}
+    while pending := engine.empty_trigger_branches():
+        repo, branch, source = min(pending, key=lambda b: (order.get(b[0], -1), b[1]))
+        engine.create_branch(repo, branch, head=source)
+        if console is not None:
+            console.say(f"bootstrap: pachctl create branch {repo}@{branch} --head {source}")
+        engine.run_pending()
+
+
+def backfill(engine: Engine, root: Path, until: datetime, console: Console | None = None) -> None:
+    """Fire every cron tick up to ``until``, tick by tick, bootstrapping each trigger branch
+    once its source holds data (:func:`bootstrap_triggers`)."""
+    for when in sorted({when for when, _, _ in engine.due_ticks(until)}):
+        engine.tick_until(when)
+        bootstrap_triggers(engine, root, console)
+    engine.tick_until(until)
+
+
 def run(config: DemoConfig) -> int:
     console = Console(config.quiet)
     config.home.mkdir(parents=True, exist_ok=True)
@@ -440,7 +463,7 @@ def run(config: DemoConfig) -> int:
             overrides["features"] = features_env
             ensure_pipelines(engine, config.root, console, overrides)
             engine.run_pending()
-            engine.tick_until(until)
+            backfill(engine, config.root, until, console)
             summarize(engine, dsn, since, console)
     state_file.write_text(
         json.dumps({"until": until.isoformat(), "seed": config.seed, "posts": config.posts})

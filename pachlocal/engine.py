@@ -359,8 +359,8 @@ class Engine:
             for leaf in _leaves(spec.get("input") or {}):
                 trigger = leaf.get("trigger")
                 if trigger and not self.store.branch_exists(leaf["repo"], leaf["branch"]):
-                    head = self.store.branch_head(leaf["repo"], trigger.get("branch", "master"))
-                    self.store.create_branch(leaf["repo"], leaf["branch"], head, trigger)
+                    # empty until its trigger fires (pachd gives it an empty head commit)
+                    self.store.create_branch(leaf["repo"], leaf["branch"], None, trigger)
                 elif trigger:
                     db.execute(
                         "UPDATE branches SET trigger=? WHERE repo=? AND name=?",
@@ -529,12 +529,12 @@ class Engine:
     def _fired_triggers(self, repo: str, branch: str, head: str, logical_time: str) -> list[str]:
         """Branches of ``repo`` whose trigger on ``branch`` fires with the new head.
 
-        Conditions (Pachyderm's ``isTriggered``): ``commits`` new commits since the
+        Conditions (pachd's ``isTriggered``): ``commits`` new commits since the
         triggered branch's head, ``size`` bytes the repo grew by since that head,
-        ``cronSpec`` and ``rateLimitSpec`` a tick passed since the head's logical
-        time; ``all`` requires every set condition. A
-        triggered branch whose head is missing or empty moves to the first head with
-        data (pachlocal's choice, documented in docs/pachlocal.md).
+        ``rateLimitSpec`` a tick passed since the head's logical time; ``all``
+        requires every set condition. A branch with a ``cronSpec`` never fires on a
+        commit: its schedule moves it (:meth:`_fire_scheduled_triggers`), as in pachd
+        since 2.9. An empty triggered branch waits for its condition like any other.
         """
         fired = []
         for row in self.store.db.execute(
@@ -543,27 +543,96 @@ class Engine:
             trig = json.loads(row["trigger"])
             if trig.get("branch", "master") != branch or row["name"] == branch:
                 continue
+            if trig.get("cronSpec"):
+                continue
             new = self._commits_since(repo, head, row["head"])
             old_size = self.store.get_commit(repo, row["head"]).size if row["head"] else 0
-            if old_size == 0 and new and new[0].size > 0:
-                # a triggered branch with no data yet follows its source until data arrives:
-                # triggers defer updates, they should not withhold the first data
-                fired.append(row["name"])
-                continue
             results = []
             if trig.get("commits"):
                 results.append(len(new) >= int(trig["commits"]))
             if trig.get("size"):  # bytes the repo grew by since the triggered head
                 new_size = new[0].size if new else old_size
                 results.append(new_size - old_size >= _parse_size(trig["size"]))
-            for key in ("cronSpec", "rateLimitSpec"):  # a tick passed since the head
-                if trig.get(key):
-                    results.append(self._tick_passed(trig[key], row["head"], logical_time))
+            if trig.get("rateLimitSpec"):  # a tick passed since the head
+                results.append(self._tick_passed(trig["rateLimitSpec"], row["head"], logical_time))
             if not results:
                 results.append(True)
             if all(results) if trig.get("all") else any(results):
                 fired.append(row["name"])
         return fired
+
+    def _scheduled_triggers(self) -> list[tuple[datetime, str, str, str]]:
+        """The next scheduled move of every ``cronSpec``-triggered branch whose source has
+        data: ``(when, repo, branch, source)``, soonest first.
+
+        pachd counts the schedule from the start of the branch's head commit; here that is
+        the logical time of the head's commit set (a move by ``create branch --head``
+        carries the logical time of the commit it points at). A branch still empty counts from
+        the source branch's first commit: in a backfill pachlocal has no creation time
+        on the data's clock."""
+        due = []
+        rows = self.store.db.execute(
+            "SELECT repo, name, head, trigger FROM branches WHERE trigger IS NOT NULL"
+        ).fetchall()
+        for row in rows:
+            trig = json.loads(row["trigger"])
+            source = trig.get("branch", "master")
+            if not trig.get("cronSpec") or not self.store.branch_head(row["repo"], source):
+                continue
+            since = self._head_time(row["repo"], row["head"]) if row["head"] else None
+            if since is None:
+                since = self._first_commit_time(row["repo"], source)
+            if since is None:
+                continue
+            nxt = cron.parse_schedule(trig["cronSpec"]).next(since)
+            if nxt is not None:
+                due.append((nxt, row["repo"], row["name"], source))
+        return sorted(due)
+
+    def empty_trigger_branches(self) -> list[tuple[str, str, str]]:
+        """``(repo, branch, source)`` of every triggered branch still without a head whose
+        source branch holds files: what waits for its trigger's first firing. A deploy that
+        wants the first data through at once runs ``create branch <repo>@<branch> --head
+        <source>`` for each (the trigger stays)."""
+        rows = self.store.db.execute(
+            "SELECT repo, name, trigger FROM branches WHERE trigger IS NOT NULL AND head IS NULL"
+            " ORDER BY repo, name"
+        ).fetchall()
+        out = []
+        for row in rows:
+            source = json.loads(row["trigger"]).get("branch", "master")
+            head = self.store.branch_head(row["repo"], source)
+            if head and self.store.get_commit(row["repo"], head).size > 0:
+                out.append((row["repo"], row["name"], source))
+        return out
+
+    def _head_time(self, repo: str, head: str) -> datetime | None:
+        stamp = self._logical_time(head)
+        return datetime.fromisoformat(stamp) if stamp else None
+
+    def _first_commit_time(self, repo: str, branch: str) -> datetime | None:
+        commits = self._commits_since(repo, self.store.branch_head(repo, branch) or "", None)
+        stamp = self._logical_time(commits[-1].id) if commits else None
+        return datetime.fromisoformat(stamp) if stamp else None
+
+    def _fire_scheduled_triggers(self, until: datetime, *, run: bool) -> int:
+        """Move every ``cronSpec``-triggered branch at each of its ticks up to ``until`` to
+        its source's head then (pachd's ``runCronTrigger``), running the jobs after each
+        move. As in pachd, a tick moves the branch even when its source has not moved:
+        the readers' jobs then skip every datum."""
+        moved = 0
+        while True:
+            due = [d for d in self._scheduled_triggers() if d[0] <= until]
+            if not due:
+                return moved
+            when, repo, branch, source = due[0]
+            target = self.store.get_commit(repo, self.store.branch_head(repo, source) or "")
+            self._move_branch(
+                repo, branch, target, when.isoformat(), f"cron trigger {branch} of {repo}@{source}"
+            )
+            moved += 1
+            if run:
+                self.run_pending()
 
     def _tick_passed(self, spec: str, head: str | None, logical_time: str) -> bool:
         """Whether a tick of ``spec`` lies between ``head``'s logical time and ``logical_time``."""
@@ -682,6 +751,18 @@ class Engine:
             raise EngineError(f"--head {head}: commit {target.id} is still open")
         if exists and self.store.branch_head(repo, branch) == target.id:
             return None
+        # the move takes the logical time of the commit it points at, as pachd's head keeps
+        # its start time (a cron trigger counts its schedule from it)
+        when = self._logical_time(target.id)
+        return self._move_branch(
+            repo, branch, target, when, f"create branch {repo}@{branch} --head {head}"
+        )
+
+    def _move_branch(
+        self, repo: str, branch: str, target: Any, logical_time: str | None, cause: str
+    ) -> str:
+        """Point ``repo@branch`` at ``target``'s files: an ALIAS commit in a new commit set,
+        so that the pipelines reading the branch run. Returns the commit set."""
         set_id = new_id()
         with self.store.transaction() as db:
             self.store.insert_commit(
@@ -694,9 +775,7 @@ class Engine:
                 provenance={"alias_of": target.id},
                 description=f"alias of {target.id}",
             )
-            self._land(
-                db, repo, branch, set_id, None, f"create branch {repo}@{branch} --head {head}"
-            )
+            self._land(db, repo, branch, set_id, logical_time, cause)
         return set_id
 
     def _refuse_output_branch(self, repo: str, branch: str) -> None:
@@ -1201,10 +1280,13 @@ class Engine:
         has not yet built, say) and change what it computes."""
         fired = []
         for when, name, leaf in self.due_ticks(until):
+            # a branch trigger due at the same time reads its source before the tick's jobs
+            self._fire_scheduled_triggers(when, run=run)
             self.fire_tick(name, leaf, when)
             fired.append((when, name))
             if run:
                 self.run_pending()
+        self._fire_scheduled_triggers(until, run=run)
         return fired
 
     def run_cron(self, pipeline: str, when: datetime | None = None) -> str:
@@ -1400,7 +1482,8 @@ class _DatumRunner:
             env = dict(self.base_env)
             private_tmp = "/tmp" if self.sandbox.mode == "namespace" else str(tmp)
             env.setdefault("HOME", private_tmp)
-            env.setdefault("TMPDIR", private_tmp)
+            for name in ("TMPDIR", "TMP", "TEMP"):  # the temp dir every runtime looks up
+                env.setdefault(name, private_tmp)
             for i in datum.inputs:
                 env[i.name] = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
                 env[f"{i.name}_COMMIT"] = i.commit

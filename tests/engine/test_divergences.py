@@ -3,8 +3,10 @@ clear error (issue: same answers as Pachyderm)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +169,8 @@ COUNT = "ls /pfs/in | wc -l > /pfs/out/count"
 def test_a_size_trigger_counts_the_bytes_added_since_it_fired(
     pl: Pachlocal, tmp_path: Path, write: Write
 ) -> None:
-    """Before: the sizes of every new commit (each the whole repo) were summed."""
+    """Before: the sizes of every new commit (each the whole repo) were summed, and an
+    empty triggered branch took the first data at once. pachd waits for the condition."""
     pl("create", "repo", "in")
     spec = copy_spec("batch", "in", "/", COUNT)
     spec["input"]["pfs"]["trigger"] = {"size": "8B"}
@@ -175,9 +178,9 @@ def test_a_size_trigger_counts_the_bytes_added_since_it_fired(
     counts = []
     for i in range(4):
         pl("put", "file", f"in@master:/f{i}", "-f", str(write(f"f{i}", "abcde")))
-        counts.append(pl.files("batch@master")["/count"])
-    # the first data flows at once; then the repo must grow by 8 bytes (two files)
-    assert counts == [b"1\n", b"1\n", b"3\n", b"3\n"]
+        counts.append(pl.files("batch@master").get("/count"))
+    # the repo must grow by 8 bytes (two files) since the branch's head, the first time too
+    assert counts == [None, b"2\n", b"2\n", b"4\n"]
 
 
 def test_a_rate_limited_trigger_fires_once_per_tick(tmp_path: Path) -> None:
@@ -197,6 +200,65 @@ def test_a_rate_limited_trigger_fires_once_per_tick(tmp_path: Path) -> None:
             head = engine.store.resolve("daily@master")
             counts.append(engine.store.objects.read(engine.store.manifest(head)["/count"].hash))
     assert counts == [b"1\n", b"1\n", b"3\n", b"3\n"]
+
+
+def test_a_cron_trigger_moves_its_branch_on_schedule_not_on_commits(tmp_path: Path) -> None:
+    """Before: a ``cronSpec`` trigger was checked at each commit, and an empty triggered
+    branch took the first data at once. pachd (2.9+) moves the branch at each tick of the
+    schedule to the source's head then, counting from the branch's head."""
+    spec = copy_spec("daily", "in", "/", COUNT)
+    spec["input"]["pfs"]["trigger"] = {"cronSpec": "@daily"}
+
+    def count(engine: Engine) -> bytes | None:
+        head = engine.store.branch_head("daily", "master")
+        files = engine.store.manifest(engine.store.get_commit("daily", head)) if head else {}
+        return engine.store.objects.read(files["/count"].hash) if "/count" in files else None
+
+    with Engine(tmp_path / "state") as engine:
+        engine.store.create_repo("in")
+        engine.create_pipeline(spec, code_root=tmp_path)
+        engine.run_pending()
+        seen = []
+        for i, when in enumerate(["01T05:00", "01T20:00", "02T03:00", "02T04:00"]):
+            engine.commit_files(
+                "in", "master", [(f"/f{i}", b"x")], logical_time=f"2024-05-{when}:00+00:00"
+            )
+            engine.run_pending()
+            seen.append(count(engine))
+            if i == 1:  # the first midnight after the first data
+                assert engine.tick_until(datetime(2024, 5, 2, tzinfo=UTC)) == []
+                seen.append(count(engine))
+        engine.tick_until(datetime(2024, 5, 2, 23, tzinfo=UTC))
+        seen.append(count(engine))
+        engine.tick_until(datetime(2024, 5, 3, tzinfo=UTC))
+        seen.append(count(engine))
+        assert engine.empty_trigger_branches() == []
+    assert seen == [None, None, b"2\n", b"2\n", b"2\n", b"2\n", b"4\n"]
+
+
+def test_an_empty_trigger_branch_waits_and_can_be_moved_by_hand(tmp_path: Path) -> None:
+    """The deploy's bootstrap: ``create branch`` moves an empty triggered branch at once and
+    keeps its trigger; the schedule then counts from the commit it points at."""
+    spec = copy_spec("daily", "in", "/", COUNT)
+    spec["input"]["pfs"]["trigger"] = {"cronSpec": "@daily"}
+    with Engine(tmp_path / "state") as engine:
+        engine.store.create_repo("in")
+        engine.create_pipeline(spec, code_root=tmp_path)
+        engine.commit_files(
+            "in", "master", [("/a", b"x")], logical_time="2024-05-01T05:00:00+00:00"
+        )
+        engine.run_pending()
+        assert engine.empty_trigger_branches() == [("in", "daily-trigger-1", "master")]
+        engine.create_branch("in", "daily-trigger-1", head="master")
+        engine.run_pending()
+        assert engine.empty_trigger_branches() == []
+        (branch,) = [b for b in engine.store.list_branches("in") if b["name"] != "master"]
+        assert json.loads(branch["trigger"])["cronSpec"] == "@daily"
+        assert [when for when, *_ in engine._scheduled_triggers()] == [
+            datetime(2024, 5, 2, tzinfo=UTC)
+        ]
+        head = engine.store.branch_head("daily", "master")
+        assert "/count" in engine.store.manifest(engine.store.get_commit("daily", head))
 
 
 def test_update_with_a_later_start_resumes_from_it(pl: Pachlocal, tmp_path: Path) -> None:

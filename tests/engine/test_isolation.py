@@ -313,6 +313,8 @@ def test_the_datum_environment_comes_from_the_spec_alone(
         "LANG",
         "HOME",
         "TMPDIR",
+        "TMP",
+        "TEMP",
         "FROM_SPEC",
         "TOKEN",
         "PPS_PIPELINE_NAME",
@@ -328,7 +330,8 @@ def test_the_datum_environment_comes_from_the_spec_alone(
         "PFS_HOST_ROOT",
     } | ({"TZ", "JAVA_HOME"} & set(os.environ)) | {k for k in os.environ if k.startswith("LC_")}
     assert env["TOKEN"] == "from-the-secret" and env["FROM_SPEC"] == "1"
-    assert env["PACH_JOB_ID"] == job["id"] and env["HOME"] == env["TMPDIR"]
+    assert env["PACH_JOB_ID"] == job["id"]
+    assert env["HOME"] == env["TMPDIR"] == env["TMP"] == env["TEMP"]
     # the spec commit is the commit set that created the pipeline: here, the first job's
     assert env["PPS_SPEC_COMMIT"] == job["id"]
     assert env["PPS_NAMESPACE"] == env["PPS_PROJECT_NAME"] == "default"
