@@ -591,6 +591,13 @@ def delete_pipeline(a: argparse.Namespace, e: Engine) -> int:
     return 0
 
 
+def _branch_ref(text: str) -> tuple[str, str]:
+    repo, at, branch = text.partition("@")
+    if not at or not branch:
+        raise UsageError(f"{text!r}: expected repo@branch")
+    return repo, branch
+
+
 @command(
     "create",
     "branch",
@@ -598,10 +605,45 @@ def delete_pipeline(a: argparse.Namespace, e: Engine) -> int:
     args=[A("branch", help="repo@branch"), A("--head", help="a commit or branch of the repo")],
 )
 def create_branch(a: argparse.Namespace, e: Engine) -> int:
-    repo, at, branch = a.branch.partition("@")
-    if not at or not branch:
-        raise UsageError(f"{a.branch!r}: expected repo@branch")
-    e.create_branch(repo, branch, a.head)
+    e.create_branch(*_branch_ref(a.branch), a.head)
+    e.run_pending()
+    return 0
+
+
+@command(
+    "delete",
+    "branch",
+    write=True,
+    args=[A("branch", help="repo@branch"), A("--force", action="store_true")],
+)
+def delete_branch(a: argparse.Namespace, e: Engine) -> int:
+    e.delete_branch(*_branch_ref(a.branch), force=a.force)
+    return 0
+
+
+def _commit_set_id(ref: str) -> str:
+    return ref.rpartition("@")[2]  # pachctl takes the set's id (or any commit of it)
+
+
+@command("squash", "commit", write=True, args=[A("commit", help="a commit set id")])
+def squash_commit(a: argparse.Namespace, e: Engine) -> int:
+    for removed in e.squash_commit_set(_commit_set_id(a.commit)):
+        print(f"squashed {removed}")
+    return 0
+
+
+@command("delete", "commit", write=True, args=[A("commit", help="a commit set id")])
+def delete_commit(a: argparse.Namespace, e: Engine) -> int:
+    for removed in e.squash_commit_set(_commit_set_id(a.commit), drop=True):
+        print(f"deleted {removed}")
+    return 0
+
+
+@command("copy", "file", write=True, args=[A("source", help="repo@ref:/path"), A("target")])
+def copy_file(a: argparse.Namespace, e: Engine) -> int:
+    src_repo, src_ref, src_path = parse_file_ref(a.source)
+    repo, branch, path = parse_file_ref(a.target)
+    _note_open(e, repo, e.copy_file(f"{src_repo}@{src_ref}", src_path, repo, branch, path))
     e.run_pending()
     return 0
 

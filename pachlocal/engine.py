@@ -735,8 +735,8 @@ class Engine:
         self._refuse_output_branch(repo, branch)
         exists = self.store.branch_exists(repo, branch)
         if head is None:
-            if exists:
-                raise EngineError(f"branch {repo}@{branch} already exists: give --head to move it")
+            if exists:  # pachd upserts: an existing branch keeps its head
+                return None
             with self.store.transaction() as db:
                 db.execute(
                     "INSERT INTO branches (repo, name, head) VALUES (?,?,NULL)", (repo, branch)
@@ -791,8 +791,109 @@ class Engine:
             commit = self.store.finish_commit(db, repo, commit_id)
             self._land(db, repo, commit.branch, commit_id, logical_time, cause)
 
-    def squash_commit_set(self, set_id: str) -> None:
-        raise EngineError("squash is not supported by pachlocal")
+    def delete_branch(self, repo: str, branch: str, *, force: bool = False) -> None:
+        """``pachctl delete branch``: the branch goes, its commits stay. A pipeline's output
+        branch is refused, a branch a pipeline reads needs ``force``."""
+        self.store.require_repo(repo)
+        if not self.store.branch_exists(repo, branch):
+            raise NotFound(f"branch {repo}@{branch} not found")
+        if self._has_pipeline(repo) and self.pipeline(repo)["spec"]["outputBranch"] == branch:
+            raise EngineError(f"cannot delete {repo}@{branch}: it is pipeline {repo}'s output")
+        readers = sorted(self._subscribers(repo, branch))
+        if readers and not force:
+            raise EngineError(
+                f"cannot delete {repo}@{branch}: pipeline(s) {', '.join(readers)} read it"
+                " (--force deletes it anyway)"
+            )
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM branches WHERE repo=? AND name=?", (repo, branch))
+
+    def squash_commit_set(self, set_id: str, *, drop: bool = False) -> list[str]:
+        """``pachctl squash commit`` (``drop``: ``delete commit``): remove every commit of a
+        commit set, as pachd does. Squash needs each commit to have a child, which holds
+        the data already (a commit here is a whole snapshot); delete takes branch heads
+        only, which move back to the parent. Refused when a later commit set was computed
+        from one of the commits, or when the set created or updated a pipeline.
+
+        Returns:
+            ``repo@commit`` of each commit removed.
+        """
+        verb = "delete" if drop else "squash"
+        commits = [c for c in self.store.list_commits(commit_id=set_id)]
+        if not commits:
+            raise NotFound(f"commit set {set_id} not found")
+        spec = self.store.db.execute(
+            "SELECT name FROM pipeline_versions WHERE spec_commit=?", (set_id,)
+        ).fetchone()
+        if spec is not None:
+            raise EngineError(f"cannot {verb} commit set {set_id}: it updated pipeline {spec[0]}")
+        later = self._computed_from(set_id, {(c.repo, c.id) for c in commits})
+        if later:
+            raise EngineError(
+                f"cannot {verb} commit set {set_id}: commit set(s) {', '.join(later)}"
+                " were computed from it"
+            )
+        for c in commits:
+            kids = self.store.db.execute(
+                "SELECT id, finished FROM commits WHERE repo=? AND parent=?", (c.repo, c.id)
+            ).fetchall()
+            if c.finished is None or any(k["finished"] is None for k in kids):
+                raise EngineError(f"cannot {verb} {c.repo}@{c.id}: it or a child is still open")
+            if not drop and not kids:
+                raise EngineError(
+                    f"cannot squash {c.repo}@{c.id}: no child commit holds its data"
+                    " (a branch head: use delete commit)"
+                )
+            if drop and kids:
+                raise EngineError(
+                    f"cannot delete {c.repo}@{c.id}: it has child commits (use squash commit)"
+                )
+        with self.store.transaction() as db:
+            for c in commits:
+                db.execute(
+                    "UPDATE commits SET parent=? WHERE repo=? AND parent=?",
+                    (c.parent, c.repo, c.id),
+                )
+                db.execute(
+                    "UPDATE branches SET head=? WHERE repo=? AND head=?", (c.parent, c.repo, c.id)
+                )
+                db.execute("DELETE FROM commits WHERE repo=? AND id=?", (c.repo, c.id))
+            db.execute("DELETE FROM datums WHERE job=?", (set_id,))
+            db.execute("DELETE FROM jobs WHERE id=?", (set_id,))
+            db.execute("DELETE FROM commit_sets WHERE id=?", (set_id,))
+        return [f"{c.repo}@{c.id}" for c in commits]
+
+    def _computed_from(self, set_id: str, commits: set[tuple[str, str]]) -> list[str]:
+        """Other commit sets holding a commit whose inputs (or alias) name one of ``commits``."""
+        later = set()
+        for row in self.store.db.execute(
+            "SELECT repo, id, provenance FROM commits WHERE id != ?", (set_id,)
+        ):
+            prov = json.loads(row["provenance"] or "{}")
+            used = {(i["repo"], i["commit"]) for i in prov.get("inputs", []) if i.get("commit")}
+            if prov.get("alias_of"):
+                used.add((row["repo"], prov["alias_of"]))
+            if used & commits:
+                later.add(row["id"])
+        return sorted(later)
+
+    def copy_file(self, source: str, path: str, repo: str, branch: str, target: str) -> str:
+        """``pachctl copy file``: the file or directory ``path`` of commit ``source``
+        (``repo@ref``) into ``repo@branch`` at ``target``, in one commit (or staged in the
+        open one). Returns the commit."""
+        files = self.store.manifest(self.store.resolve(source))
+        prefix = path.rstrip("/") + "/"
+        chosen = {
+            p: e for p, e in files.items() if p == path or p.startswith(prefix) or path == "/"
+        }
+        if not chosen:
+            raise NotFound(f"file {path} not found in {source}")
+        base = target.rstrip("/")
+        puts: list[tuple[str, Path | bytes]] = []
+        for src_path, entry in sorted(chosen.items()):
+            rel = src_path[len(path.rstrip("/")) :] if src_path != path else ""
+            puts.append((base + rel or "/", self.store.objects.read(entry.hash)))
+        return self.commit_files(repo, branch, puts, description=f"copy of {source}:{path}")
 
     # -- running jobs ---------------------------------------------------------------------
 

@@ -96,6 +96,27 @@ CREATE TABLE IF NOT EXISTS datums (
 """
 
 
+def _ancestry(text: str, ref: str) -> tuple[str, int]:
+    """pachd's ``ancestry.Parse``: ``(name, n)``, n > 0 parents back, n < 0 the n-th
+    commit from the start (``.N``), 0 the name itself."""
+    cut = min((i for i in (text.find(c) for c in "^~.") if i >= 0), default=-1)
+    if cut < 0:
+        return text, 0
+    name, sep, tail = text[:cut], text[cut], text[cut + 1 :]
+    if not name:
+        raise StoreError(f"bad commit reference {ref!r}: no branch or commit before {sep!r}")
+    if tail.isdigit():
+        count = int(tail)
+    elif set(tail) <= {sep}:
+        count = len(tail) + 1
+    else:
+        raise StoreError(
+            f"bad commit reference {ref!r}: invalid ancestry {text!r}"
+            f" (one of ^, ~ or . with a number, or repeated alone)"
+        )
+    return name, -count if sep == "." else count
+
+
 class StoreError(Exception):
     """A request the store cannot satisfy; the message names the object."""
 
@@ -591,12 +612,13 @@ class Store:
         return self._commit(row) if row else None
 
     def resolve(self, ref: str) -> Commit:
-        """Resolve ``repo@branch``, ``repo@id``, ``repo`` and ``^``/``~N`` ancestry to a commit."""
+        """Resolve ``repo@branch``, ``repo@id`` and ``repo`` with pachd's ancestry syntax:
+        ``^``/``~`` go back (``b^``, ``b^^``, ``b^3``, ``b~3``), ``.N`` counts from the
+        branch's first commit (``b.1`` is the first); separators are not mixed."""
         repo, at, rest = ref.partition("@")
-        m = re.fullmatch(r"([^\^~]+)((?:\^|~\d+)*)", rest or "master")
-        if not repo or (at and not rest) or not m:
+        if not repo or (at and not rest):
             raise StoreError(f"bad commit reference {ref!r}: expected repo@branch or repo@commit")
-        name, ancestry = m.group(1), m.group(2)
+        name, steps = _ancestry(rest or "master", ref)
         self.require_repo(repo)
         if self.branch_exists(repo, name):
             head = self.branch_head(repo, name)
@@ -607,11 +629,17 @@ class Store:
             commit = self.get_commit(repo, name)
         else:
             raise NotFound(f"{repo}@{name}: no branch or commit with that name")
-        for step in re.findall(r"\^|~\d+", ancestry):
-            for _ in range(1 if step == "^" else int(step[1:])):
-                if commit.parent is None:
-                    raise NotFound(f"{ref}: commit {commit.id} has no parent")
-                commit = self.get_commit(repo, commit.parent)
+        if steps < 0:  # counted from the first commit
+            chain = [commit]
+            while chain[-1].parent is not None:
+                chain.append(self.get_commit(repo, chain[-1].parent))
+            if -steps > len(chain):
+                raise NotFound(f"{ref}: {repo}@{name} has {len(chain)} commit(s)")
+            return chain[len(chain) + steps]
+        for _ in range(steps):
+            if commit.parent is None:
+                raise NotFound(f"{ref}: commit {commit.id} has no parent")
+            commit = self.get_commit(repo, commit.parent)
         return commit
 
     def list_commits(self, repo: str | None = None, commit_id: str | None = None) -> list[Commit]:

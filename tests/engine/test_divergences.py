@@ -391,11 +391,100 @@ def test_create_branch_makes_and_moves_branches(
     pl("create", "branch", "in@dev", "--head", "master")
     assert pl.files("in@dev") == {"/a": b"abc"}
     assert len(pl("list", "job", "-p", "up", "--raw").json()) == jobs  # up reads master only
+    pl("create", "branch", "in@dev")  # pachd upserts: the branch keeps its head
+    assert pl.files("in@dev") == {"/a": b"abc"}
     for args, message in (
-        (("in@dev",), "branch in@dev already exists: give --head to move it"),
         (("up@master", "--head", "master"), "cannot start a commit on an output branch"),
         (("in@master", "--head", "nosuch"), "in@nosuch: no branch or commit"),
     ):
         res = pl("create", "branch", *args, ok=False)
         assert res.rc != 0 and message in res.err, res.err
     pl("fsck")  # alias commits are whole commits of their own commit sets
+
+
+def test_ancestry_references_follow_pachd(pl: Pachlocal, write: Write) -> None:
+    """Before: only ``^``, ``^^`` and ``~N`` were read. pachd's ``ancestry.Parse`` also takes
+    ``^N``, ``~~`` and ``.N`` (the N-th commit from the start), and refuses mixing."""
+    pl("create", "repo", "in")
+    ids = []
+    for i in range(4):
+        pl("put", "file", f"in@master:/f{i}", "-f", str(write(f"f{i}", str(i))))
+        ids.append(pl("inspect", "commit", "in@master", "--raw").json()["commit"]["id"])
+    expected = {
+        "master": 3,
+        "master^": 2,
+        "master^2": 1,
+        "master~~": 1,
+        "master~3": 0,
+        "master.1": 0,
+        "master.4": 3,
+        f"{ids[2]}^": 1,
+    }
+    for ref, index in expected.items():
+        got = pl("inspect", "commit", f"in@{ref}", "--raw").json()["commit"]["id"]
+        assert got == ids[index], ref
+    for ref, message in (
+        ("master^~", "invalid ancestry"),
+        ("master.5", "has 4 commit(s)"),
+        ("master^4", "has no parent"),
+    ):
+        res = pl("inspect", "commit", f"in@{ref}", ok=False)
+        assert res.rc != 0 and message in res.err, res.err
+
+
+def test_squash_and_delete_commit_sets(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    """Before: ``squash commit`` was refused and ``delete commit`` did not exist. As in
+    pachd: squash removes a set whose commits all have children (which hold the data),
+    delete removes a set of branch heads, and a set that created a pipeline is kept."""
+    upper_pipeline(pl, tmp_path, write)
+    creation = pl("list", "commit", "up", "--raw").json()[-1]["commit"]["id"]
+    sets = []
+    for name in ("b", "c"):
+        pl("put", "file", f"in@master:/{name}", "-f", str(write(name, name * 2)))
+        sets.append(pl("inspect", "commit", "in@master", "--raw").json()["commit"]["id"])
+    res = pl("squash", "commit", sets[1], ok=False)
+    assert "no child commit holds its data" in res.err
+    res = pl("delete", "commit", sets[0], ok=False)
+    assert "it has child commits" in res.err
+    assert sorted(pl("squash", "commit", sets[0]).out.splitlines()) == [
+        f"squashed in@{sets[0]}",
+        f"squashed up@{sets[0]}",
+    ]
+    commits = [c["commit"]["id"] for c in pl("list", "commit", "in", "--raw").json()]
+    assert sets[0] not in commits and len(commits) == 2
+    assert pl("list", "job", sets[0], "--raw").json() == []
+    assert pl.files("up@master") == {"/a": b"ABC", "/b": b"BB", "/c": b"CC"}
+    assert pl("inspect", "commit", "in@master^", "--raw").json()["commit"]["id"] == commits[1]
+    pl("delete", "commit", sets[1])
+    assert pl.files("in@master") == {"/a": b"abc"} and pl.files("up@master") == {"/a": b"ABC"}
+    res = pl("squash", "commit", creation, ok=False)
+    assert "it updated pipeline up" in res.err
+    pl("fsck")
+
+
+def test_delete_branch_and_copy_file(pl: Pachlocal, tmp_path: Path, write: Write) -> None:
+    """Before: neither verb existed. ``copy file`` copies a file or a folder in one commit;
+    ``delete branch`` keeps the commits and guards the branches pipelines use."""
+    upper_pipeline(pl, tmp_path, write)
+    pl("create", "repo", "other")
+    pl("put", "file", "other@master:/d/x", "-f", str(write("x", "xx")))
+    pl("put", "file", "other@master:/d/y", "-f", str(write("y", "yy")))
+    pl("copy", "file", "other@master^:/d/x", "in@master:/one")
+    assert pl.files("in@master") == {"/a": b"abc", "/one": b"xx"}
+    assert pl.files("up@master") == {"/a": b"ABC", "/one": b"XX"}  # an ordinary commit
+    pl("create", "repo", "dst")
+    pl("copy", "file", "other@master:/d", "dst@master:/copied")
+    assert pl.files("dst@master") == {"/copied/x": b"xx", "/copied/y": b"yy"}
+    res = pl("copy", "file", "other@master:/nope", "in@master:/z", ok=False)
+    assert "file /nope not found" in res.err
+    pl("create", "branch", "other@old", "--head", "master^")
+    pl("delete", "branch", "other@old")
+    assert {b["branch"] for b in pl("list", "branch", "other", "--raw").json()} == {"master"}
+    for args, message in (
+        (("up@master",), "it is pipeline up's output"),
+        (("in@master",), "pipeline(s) up read it"),
+    ):
+        res = pl("delete", "branch", *args, ok=False)
+        assert res.rc != 0 and message in res.err, res.err
+    pl("delete", "branch", "in@master", "--force")
+    assert len(pl("list", "commit", "in", "--raw").json()) == 2  # the commits stay
