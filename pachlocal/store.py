@@ -101,10 +101,14 @@ def _ancestry(text: str, ref: str) -> tuple[str, int]:
     commit from the start (``.N``), 0 the name itself."""
     cut = min((i for i in (text.find(c) for c in "^~.") if i >= 0), default=-1)
     if cut < 0:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+            raise StoreError(
+                f"bad commit reference {ref!r}: {text!r} is not a branch or commit name"
+            )
         return text, 0
     name, sep, tail = text[:cut], text[cut], text[cut + 1 :]
-    if not name:
-        raise StoreError(f"bad commit reference {ref!r}: no branch or commit before {sep!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):  # pachd's ancestry.ValidateName
+        raise StoreError(f"bad commit reference {ref!r}: {name!r} is not a branch or commit name")
     if tail.isdigit():
         count = int(tail)
     elif set(tail) <= {sep}:
