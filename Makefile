@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PY_SOURCES := pachlocal lensfeed pipelines tests bench
+PY_SOURCES := pachlocal lensfeed lensrun pipelines tests bench
 SHELL_SCRIPTS := $(wildcard *.sh .ci/run scripts/*.sh)
 DOCKERFILES := $(wildcard images/*/Dockerfile images/Dockerfile*)
 
@@ -49,7 +49,7 @@ test-fast: $(STAMP)
 check: test
 
 run: $(STAMP)
-	$(PY) -m lensfeed.demo
+	$(PY) -m lensrun.demo
 
 SCALE ?= small
 DAG_POSTS_tiny := 2000

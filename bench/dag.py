@@ -80,12 +80,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import machine, report  # noqa: E402
-from lensfeed import demo  # noqa: E402
-from lensfeed.gcs import EmulatorServer, upload_exports  # noqa: E402
-from lensfeed.generate import ExportObject  # noqa: E402
-from lensfeed.pgserver import EmbeddedPostgres  # noqa: E402
 from lensfeed.schemas import POSTS  # noqa: E402
-from lensfeed.sparkserver import SparkConnectServer  # noqa: E402
+from lensrun import demo  # noqa: E402
+from lensrun.emulator import EmulatorServer, upload_exports  # noqa: E402
+from lensrun.generate import ExportObject  # noqa: E402
+from lensrun.pgserver import EmbeddedPostgres  # noqa: E402
+from lensrun.sparkserver import SparkConnectServer  # noqa: E402
 from pachlocal.engine import Engine  # noqa: E402
 
 START = demo.START

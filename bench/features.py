@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import machine, median, paired, report, row  # noqa: E402
 from lensfeed import compact, frames  # noqa: E402
-from lensfeed.generate import generate_dataset, plan_exports  # noqa: E402
 from lensfeed.schemas import POSTS, PROFILES, STATS  # noqa: E402
+from lensrun.generate import generate_dataset, plan_exports  # noqa: E402
 
 BEFORE = "0facd95"  # the last revision whose features ran on Spark only
 START = datetime(2024, 5, 1, tzinfo=UTC)

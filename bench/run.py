@@ -188,7 +188,7 @@ def bench_feed_push(scale: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
     import sqlalchemy
 
     from lensfeed import pg
-    from lensfeed.pgserver import EmbeddedPostgres
+    from lensrun.pgserver import EmbeddedPostgres
 
     rows = feed_rows(scale["feed"], np.random.default_rng(1))
     csv = baselines.feed_csv(STRATEGY, rows)

@@ -102,7 +102,7 @@ def parse_marker(data: bytes) -> int:
 
 
 class PlannedPart(Protocol):
-    """What :func:`plan_markers` needs of an export object (``lensfeed.generate.ExportObject``)."""
+    """What :func:`plan_markers` needs of an export object (the generator's export objects)."""
 
     @property
     def table(self) -> str: ...

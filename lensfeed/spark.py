@@ -4,7 +4,7 @@ Configuration comes from the edge (arguments, then environment):
 
 - ``SPARK_REMOTE``: a Spark Connect server (``sc://host:15002``). The job then
   starts no JVM: the session opens in under a second and queries run on the
-  server's long-lived, already warm JVM (see :mod:`lensfeed.sparkserver`).
+  server's long-lived, already warm JVM (the local runner starts one for `make run`).
   Takes precedence over ``SPARK_MASTER``. The server must see the job's files
   under the same paths, or under ``$PFS_HOST_ROOT`` (see :func:`spark_path`);
 - ``SPARK_MASTER``: the master URL when none is passed (default ``local[*]``);

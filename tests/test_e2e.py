@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lensfeed import lineage
-from lensfeed.demo import DemoConfig, run
+from lensrun import lineage
+from lensrun.demo import DemoConfig, run
 from pachlocal.engine import Engine
 from pachlocal.store import Store
 
@@ -69,7 +69,7 @@ def test_no_secret_value_in_any_output_log_or_commit(first_run: Path) -> None:
 
 
 def test_feed_rows_in_postgres_equal_feed_csv(first_run: Path) -> None:
-    from lensfeed.pgserver import EmbeddedPostgres
+    from lensrun.pgserver import EmbeddedPostgres
 
     rows = list(csv.DictReader(io.StringIO(feed_csv(first_run).decode())))
     assert rows, "the feed is not empty"

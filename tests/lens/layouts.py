@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lensfeed import compact
-from lensfeed.generate import generate_dataset, plan_exports
 from lensfeed.schemas import POSTS, PROFILES, STATS
+from lensrun.generate import generate_dataset, plan_exports
 
 
 def write_features_inputs(

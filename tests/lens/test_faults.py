@@ -43,19 +43,12 @@ from psycopg import sql
 
 from lensfeed import gcs, pg
 from lensfeed.feed import FeedParams, feed_csv, generate_feed, seed_from_bytes
-from lensfeed.gcs import (
-    EmulatorServer,
-    GcsExportStore,
-    ObjectInfo,
-    md5_base64,
-    parquet_bytes,
-    upload_bytes,
-    upload_exports,
-)
-from lensfeed.generate import ExportObject, generate_dataset, plan_exports
+from lensfeed.gcs import GcsExportStore, ObjectInfo, md5_base64, parquet_bytes
 from lensfeed.ingest import MAX_NAME_BYTES, ingest_tick
-from lensfeed.pgserver import EmbeddedPostgres
 from lensfeed.schemas import FOLLOWERS, MAX_STRING_BYTES, POSTS, PROFILES, STATS
+from lensrun.emulator import EmulatorServer, upload_bytes, upload_exports
+from lensrun.generate import ExportObject, generate_dataset, plan_exports
+from lensrun.pgserver import EmbeddedPostgres
 from pachlocal.cli import main
 from pachlocal.store import Store
 from tests.lens.entry_points import load_entry_point

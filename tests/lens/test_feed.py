@@ -36,7 +36,7 @@ from lensfeed.feed import (
     seed_from_bytes,
     weighted_sample,
 )
-from lensfeed.pgserver import EmbeddedPostgres
+from lensrun.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
 from tests.lens.layouts import random_predictions

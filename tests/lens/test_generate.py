@@ -1,4 +1,4 @@
-"""Tests of lensfeed.generate: the sample Lens data and its export objects."""
+"""Tests of lensrun.generate: the sample Lens data and its export objects."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from lensfeed.__main__ import main
 from lensfeed.eigentrust import OG_HANDLES
-from lensfeed.generate import (
+from lensfeed.schemas import FOLLOWERS, POSTS, PROFILES, SCHEMAS, STATS, validate_table
+from lensrun.__main__ import main
+from lensrun.generate import (
     EXPORT_MODES,
     ExportObject,
     generate_dataset,
@@ -27,7 +28,6 @@ from lensfeed.generate import (
     plan_exports,
     write_exports,
 )
-from lensfeed.schemas import FOLLOWERS, POSTS, PROFILES, SCHEMAS, STATS, validate_table
 
 START = datetime(2023, 5, 1, tzinfo=UTC)
 END = datetime(2023, 5, 3, tzinfo=UTC)

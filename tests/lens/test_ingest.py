@@ -28,17 +28,13 @@ import pytest
 from google.api_core import exceptions as api_exceptions
 
 from lensfeed.gcs import (
-    EmulatorServer,
     GcsExportStore,
     ObjectGone,
     ObjectInfo,
     StoreError,
     make_client,
     parquet_bytes,
-    upload_bytes,
-    upload_exports,
 )
-from lensfeed.generate import ExportObject, generate_dataset, plan_exports
 from lensfeed.ingest import (
     ExportError,
     check_object_name,
@@ -54,6 +50,8 @@ from lensfeed.ingest import (
     write_atomic,
 )
 from lensfeed.schemas import POSTS, SCHEMAS, TABLES
+from lensrun.emulator import EmulatorServer, upload_bytes, upload_exports
+from lensrun.generate import ExportObject, generate_dataset, plan_exports
 
 REPO = Path(__file__).resolve().parents[2]
 START = datetime(2024, 5, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Tests for lensfeed.pg and lensfeed.pgserver against a real (embedded) PostgreSQL."""
+"""Tests for lensfeed.pg and lensrun.pgserver against a real (embedded) PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from psycopg import sql
 from lensfeed import pg
 from lensfeed.eigentrust import rank_trust
 from lensfeed.feed import generate_feed
-from lensfeed.pgserver import EmbeddedPostgres, ensure_runtime_dir
+from lensrun.pgserver import EmbeddedPostgres, ensure_runtime_dir
 from tests.lens.layouts import random_predictions
 
 pytestmark = pytest.mark.integration

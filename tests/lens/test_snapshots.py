@@ -21,8 +21,7 @@ import pytest
 
 from lensfeed import pg
 from lensfeed.eigentrust import OG_HANDLES, eigentrust, follow_edges, global_trust_frame, pretrust
-from lensfeed.gcs import EmulatorServer, GcsExportStore, parquet_bytes, upload_bytes, upload_exports
-from lensfeed.generate import ExportObject, generate_dataset, plan_exports
+from lensfeed.gcs import GcsExportStore, parquet_bytes
 from lensfeed.ingest import ingest_tick
 from lensfeed.schemas import FOLLOWERS, PROFILES, SCHEMAS
 from lensfeed.snapshots import (
@@ -34,6 +33,8 @@ from lensfeed.snapshots import (
     plan_markers,
     read_run,
 )
+from lensrun.emulator import EmulatorServer, upload_bytes, upload_exports
+from lensrun.generate import ExportObject, generate_dataset, plan_exports
 from tests.lens.entry_points import load_entry_point
 
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The features pipeline against a Spark Connect server (``lensfeed.sparkserver``).
+"""The features pipeline against a Spark Connect server (``lensrun.sparkserver``).
 
 The server is a separate JVM started from the pyspark wheel; the features spec
 runs through the engine with ``SPARK_REMOTE`` set, each datum in its own mount
@@ -20,7 +20,7 @@ import pytest
 
 from lensfeed import compact, frames
 from lensfeed.spark import is_remote, spark_path
-from lensfeed.sparkserver import SparkConnectServer, SparkServerError
+from lensrun.sparkserver import SparkConnectServer, SparkServerError
 from pachlocal.engine import Engine
 from pachlocal.spec import load_spec_documents
 from tests.lens.layouts import features_layout, write_features_inputs

@@ -23,9 +23,9 @@ from lensfeed.eigentrust import (
     pretrust,
     rank_trust,
 )
-from lensfeed.generate import generate_dataset, plan_exports
-from lensfeed.pgserver import EmbeddedPostgres
 from lensfeed.schemas import FOLLOWERS, PROFILES
+from lensrun.generate import generate_dataset, plan_exports
+from lensrun.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
 from tests.lens.entry_points import load_entry_point
 

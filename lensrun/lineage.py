@@ -23,7 +23,7 @@ POSTS_DIR = "/public_profile_post/"
 
 def top_of_feed(dsn: str, strategy: str, limit: int) -> list[tuple[str, float]]:
     """The best ``limit`` rows of a strategy's feed, as the feed server reads them."""
-    from .pg import connect
+    from lensfeed.pg import connect
 
     with connect(dsn) as conn:
         rows = conn.execute(

@@ -30,13 +30,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from lensfeed.schemas import FOLLOWERS, PROFILES
 from pachlocal.engine import Engine, Progress
 from pachlocal.spec import load_spec_documents, spec_fingerprint
 from pachlocal.store import default_home
 
 from . import lineage
 from .generate import ExportObject, default_profiles, generate_dataset, plan_exports
-from .schemas import FOLLOWERS, PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2024, 5, 1, tzinfo=UTC)  # the cron start of ingest in specs/ingest.pipeline.json
@@ -80,7 +80,7 @@ def parse_config(
     argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
 ) -> DemoConfig:
     parser = argparse.ArgumentParser(
-        prog="python -m lensfeed.demo", description=__doc__.splitlines()[0]
+        prog="python -m lensrun.demo", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--posts",
@@ -317,7 +317,7 @@ def export_bucket(
             "STORAGE_EMULATOR_HOST": "",
         }
         return
-    from .gcs import EmulatorServer, upload_exports
+    from .emulator import EmulatorServer, upload_exports
 
     bucket = config.gcs_bucket or "lens-exports"
     with EmulatorServer(bucket=bucket) as emulator:
@@ -452,7 +452,7 @@ def run(config: DemoConfig) -> int:
         export_bucket(config, console, todays) as gcs,
         features_engine(config, console) as features_env,
     ):
-        from .pg import connect, ensure_schema
+        from lensfeed.pg import connect, ensure_schema
 
         with connect(dsn) as conn:
             ensure_schema(conn)

@@ -1,4 +1,4 @@
-"""Command line of the lensfeed package: ``python -m lensfeed generate ...``.
+"""Command line of the local runner: ``python -m lensrun generate ...``.
 
 ``generate`` writes deterministic Lens-shaped export objects (Parquet) under
 ``--out``, laid out as ``<out>/<prefix>/<table>/<export time>-<part>.parquet``,
@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from lensfeed.generate import generate_dataset, plan_exports, write_exports
+from lensrun.generate import generate_dataset, plan_exports, write_exports
 
 
 def _moment(text: str) -> datetime:
@@ -27,7 +27,7 @@ def _moment(text: str) -> datetime:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lensfeed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lensrun", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="write sample Lens export objects")
     generate.add_argument("--posts", type=int, required=True, help="posts and mirrors")
