@@ -179,12 +179,20 @@ def spec_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     ordered: list[tuple[Path, dict[str, Any]]] = []
     done: set[str] = set()
     while len(done) < len(specs):
+        before = len(done)
         for name, (path, doc) in sorted(specs.items()):
             if name not in done and _input_repos(doc.get("input") or {}) <= done | _external(
                 doc, specs
             ):
                 ordered.append((path, doc))
                 done.add(name)
+        if len(done) == before:  # Pachyderm forbids cycles: name them, never loop forever
+            waits = "; ".join(
+                f"{name} reads {', '.join(sorted(_input_repos(doc.get('input') or {}) - done))}"
+                for name, (_, doc) in sorted(specs.items())
+                if name not in done
+            )
+            raise ValueError(f"specs in {root / 'specs'} depend on each other in a cycle: {waits}")
     return ordered
 
 

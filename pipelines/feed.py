@@ -15,7 +15,8 @@ Idempotent: the sample is seeded from the SHA-256 of the predictions file, so
 equal inputs give a byte-identical feed.csv, and the push replaces the same rows.
 Files are written before the push; a failed push exits non-zero and leaves the
 previous feed in PostgreSQL. ``PGSQL_URL`` (secret ``lens-postgres``, key ``dsn``)
-is required unless ``FEED_PUSH=0``.
+is required unless ``FEED_PUSH=0``. ``FEED_STRATEGY`` names the feed's
+``strategy_name`` (default ``ml-xgb-followship``, what the feed server reads).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd  # type: ignore[import-untyped]
 
 from lensfeed import pfs, pg
-from lensfeed.feed import FeedParams, feed_csv, generate_feed, seed_from_bytes
+from lensfeed.feed import DEFAULT_STRATEGY, FeedParams, feed_csv, generate_feed, seed_from_bytes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,15 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     push = pfs.optional_env("FEED_PUSH", "1") != "0"
     try:
         dsn = pfs.require_env("PGSQL_URL", what="the PostgreSQL DSN") if push else ""
+        strategy = pg.validate_strategy(pfs.optional_env("FEED_STRATEGY", DEFAULT_STRATEGY))
     except pfs.MissingSecret as exc:
         print(f"feed: {exc} (or set FEED_PUSH=0 to skip the push)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"feed: FEED_STRATEGY: {exc}", file=sys.stderr)
         return 2
     source = args.predictions / "predictions.parquet"
     if not source.is_file():
         print(f"feed: {source} not found", file=sys.stderr)
         return 1
     raw = source.read_bytes()
-    params = FeedParams()
+    params = FeedParams(strategy_name=strategy)
     feed, meta = generate_feed(pd.read_parquet(io.BytesIO(raw)), seed_from_bytes(raw), params)
     data = feed_csv(feed)
     meta["input_commits"] = {"predictions": pfs.input_commit("predictions")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,36 @@ def test_the_dag_has_no_cycle() -> None:
         for n in ready:
             done.add(n)
             del graph[n]
+
+
+#: Read by the code, set by Pachyderm (or its stand-in) or by the machine, not by a user.
+_NOT_SETTINGS = {"CI", "PATH", "XDG_RUNTIME_DIR", "PFS_HOST_ROOT"}
+_ENV_READ = re.compile(
+    r"""(?:optional_env|require_env|environ\.get|getenv|environ\[|env\.get)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+)
+
+
+def _settings_read() -> set[str]:
+    found = set()
+    for part in ("lensfeed", "lensrun", "pipelines", "pachlocal"):
+        for path in (ROOT / part).rglob("*.py"):
+            found |= set(_ENV_READ.findall(path.read_text()))
+    return {n for n in found if not n.startswith(("PACH_", "PPS_"))} - _NOT_SETTINGS
+
+
+def _settings_documented() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Configuration") :].split("\n## ", 1)[0]
+    rows = [line.split("|")[2] for line in table.splitlines() if line.startswith("| ")]
+    return {n for row in rows for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+def test_every_setting_the_code_reads_is_in_the_readme_and_back() -> None:
+    """Before, the README documented ``FEED_STRATEGY``, which nothing read, and the code
+    read ``EIGENTRUST_TOLERANCE`` and ``INGEST_TIME_SOURCE``, which it did not document.
+    Secrets' env names (``PGSQL_URL`` ...) are in the table too; ``PACHLOCAL_KILL_AT``
+    is the crash tests' hook, documented in docs/pachlocal.md."""
+    read, documented = _settings_read(), _settings_documented()
+    assert read - documented == {"PACHLOCAL_KILL_AT"}
+    assert "PACHLOCAL_KILL_AT" in (ROOT / "docs" / "pachlocal.md").read_text()
+    assert documented - read == set()

@@ -5,9 +5,12 @@ nothing of the engine or the runner, and the local runner (lensrun) may use both
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
+
+from lensrun.demo import spec_files
 
 ROOT = Path(__file__).resolve().parents[1]
 #: package or folder -> the top-level modules it must never import
@@ -65,3 +68,21 @@ def test_a_violating_import_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "lensfeed" / "bad.py").write_text("from pachlocal.engine import Engine\n")
     monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
     assert violations("lensfeed") == ["lensfeed/bad.py imports pachlocal"]
+
+
+def _spec(name: str, *repos: str) -> str:
+    inputs = [{"pfs": {"repo": r, "glob": "/"}} for r in repos]
+    node = inputs[0] if len(inputs) == 1 else {"cross": inputs}
+    return json.dumps({"pipeline": {"name": name}, "input": node, "transform": {"cmd": ["true"]}})
+
+
+def test_spec_order_names_a_cycle_instead_of_looping(tmp_path: Path) -> None:
+    """``spec_files`` ordered specs by repeated passes; two specs reading each other made it
+    loop forever. Pachyderm forbids the cycle: it is now an error naming it."""
+    (tmp_path / "specs").mkdir()
+    for name, repos in {"a": ("src",), "b": ("a", "c"), "c": ("b",)}.items():
+        (tmp_path / "specs" / f"{name}.pipeline.json").write_text(_spec(name, *repos))
+    with pytest.raises(ValueError, match=r"in a cycle: b reads c; c reads b"):
+        spec_files(tmp_path)
+    (tmp_path / "specs" / "c.pipeline.json").write_text(_spec("c", "a"))
+    assert [doc["pipeline"]["name"] for _, doc in spec_files(tmp_path)] == ["a", "c", "b"]

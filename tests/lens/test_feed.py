@@ -477,6 +477,22 @@ def test_main_requires_the_dsn_unless_push_is_off(
     assert not (tmp_path / "o").exists()
 
 
+def test_feed_strategy_names_the_rows_and_is_validated(
+    feed_pipeline, predictions_dir, tmp_path, monkeypatch, capsys
+):
+    """The README documents ``FEED_STRATEGY``: before, nothing read it."""
+    monkeypatch.setenv("FEED_PUSH", "0")
+    monkeypatch.setenv("FEED_STRATEGY", "ml-xgb-test")
+    out = tmp_path / "o"
+    assert feed_pipeline.main(["--predictions", str(predictions_dir), "--out", str(out)]) == 0
+    assert set(read_feed_csv(out / "feed.csv")["strategy_name"]) == {"ml-xgb-test"}
+    monkeypatch.setenv("FEED_STRATEGY", "bad name;")
+    bad = tmp_path / "bad"
+    assert feed_pipeline.main(["--predictions", str(predictions_dir), "--out", str(bad)]) == 2
+    assert "FEED_STRATEGY: invalid strategy name 'bad name;'" in capsys.readouterr().err
+    assert not bad.exists()
+
+
 def test_main_without_predictions_fails(feed_pipeline, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEED_PUSH", "0")
     assert feed_pipeline.main(["--predictions", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
