@@ -1,4 +1,4 @@
-"""Suite-wide settings.
+"""Suite-wide settings and the shared services.
 
 A datum gets a private ``/tmp`` (as in a worker pod), so a test that watches a
 datum from outside (progress files, gates, counters across retries) cannot keep
@@ -9,8 +9,15 @@ those files under ``/tmp``: the suite's temporary directories live in
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from lensrun.pgserver import EmbeddedPostgres
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,3 +25,36 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK):
         os.environ["PYTEST_DEBUG_TEMPROOT"] = "/var/tmp"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One embedded PostgreSQL per test process, for the modules that need one (each gets a
+    database of its own: :func:`pg_db`). Tests that kill or restart a server start theirs."""
+    from lensrun.pgserver import EmbeddedPostgres
+
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata") as srv:
+        yield srv
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database on the shared server: ``dsn`` is its libpq URL."""
+
+    name: str
+    dsn: str
+
+
+@pytest.fixture(scope="module")
+def pg_db(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A fresh database for this test module on the shared server, dropped afterwards."""
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.module.__name__.rpartition(".")[2]).lower()
+    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    # the server's URL names the ``postgres`` database: ``postgresql://postgres@/postgres?...``
+    yield Database(name, pg_server.dsn.replace("@/postgres?", f"@/{name}?", 1))
+    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

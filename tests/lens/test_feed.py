@@ -36,8 +36,8 @@ from lensfeed.feed import (
     seed_from_bytes,
     weighted_sample,
 )
-from lensrun.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.conftest import Database
 from tests.lens.entry_points import load_entry_point
 from tests.lens.layouts import random_predictions
 
@@ -529,15 +529,9 @@ def test_feed_spec_is_valid_and_matches_the_entry_point():
 # --- the pipeline with PostgreSQL -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pgfeed") / "pgdata") as srv:
-        yield srv
-
-
 @pytest.fixture
-def conn(server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
-    connection = pg.connect(server.dsn)
+def conn(pg_db: Database) -> Iterator[psycopg.Connection[Any]]:
+    connection = pg.connect(pg_db.dsn)
     for table in (pg.FEED, pg.FEED_RUNS, pg.GLOBALTRUST):
         connection.execute(f"DROP TABLE IF EXISTS {table}")
     pg.ensure_schema(connection)
@@ -547,7 +541,7 @@ def conn(server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.mark.integration
 def test_main_writes_files_then_replaces_the_feed(
-    feed_pipeline, predictions_dir, tmp_path, monkeypatch, server, conn
+    feed_pipeline, predictions_dir, tmp_path, monkeypatch, pg_db, conn
 ):
     pg.replace_feed(
         conn,
@@ -555,7 +549,7 @@ def test_main_writes_files_then_replaces_the_feed(
         pd.DataFrame({"post_id": ["x"], "v": [1.0]}),
         {"commit_id": "", "input_commits": {}, "feed_sha256": ""},
     )
-    monkeypatch.setenv("PGSQL_URL", server.dsn)
+    monkeypatch.setenv("PGSQL_URL", pg_db.dsn)
     monkeypatch.delenv("FEED_PUSH", raising=False)
     monkeypatch.setenv("PACH_OUTPUT_COMMIT_ID", "out789")
     monkeypatch.setenv("predictions_COMMIT", "in123")
@@ -575,13 +569,13 @@ def test_main_writes_files_then_replaces_the_feed(
 
 @pytest.mark.integration
 def test_a_failed_push_fails_the_job_and_keeps_the_old_feed(
-    feed_pipeline, predictions_dir, tmp_path, monkeypatch, server, conn, capsys
+    feed_pipeline, predictions_dir, tmp_path, monkeypatch, pg_db, conn, capsys
 ):
     old = pd.DataFrame({"post_id": ["old1", "old2"], "v": [2.0, 1.0]})
     pg.replace_feed(
         conn, "ml-xgb-followship", old, {"commit_id": "", "input_commits": {}, "feed_sha256": ""}
     )
-    # the server refuses one of the new rows mid-COPY
+    # the pg_db refuses one of the new rows mid-COPY
     feed, _ = generate_feed(
         pd.read_parquet(predictions_dir / "predictions.parquet"),
         seed_from_bytes((predictions_dir / "predictions.parquet").read_bytes()),
@@ -592,7 +586,7 @@ def test_a_failed_push_fails_the_job_and_keeps_the_old_feed(
             psycopg.sql.Literal(poison)
         )
     )
-    monkeypatch.setenv("PGSQL_URL", server.dsn)
+    monkeypatch.setenv("PGSQL_URL", pg_db.dsn)
     monkeypatch.delenv("FEED_PUSH", raising=False)
     out = tmp_path / "out"
     assert feed_pipeline.main(["--predictions", str(predictions_dir), "--out", str(out)]) == 1
@@ -624,7 +618,7 @@ def lock_waiters(
 
 @pytest.mark.integration
 def test_two_overlapping_jobs_leave_one_jobs_feed(
-    feed_pipeline, tmp_path, monkeypatch, server, conn
+    feed_pipeline, tmp_path, monkeypatch, pg_db, conn
 ):
     strategy = FeedParams().strategy_name
     pg.replace_feed(
@@ -640,7 +634,7 @@ def test_two_overlapping_jobs_leave_one_jobs_feed(
         frame = random_predictions(3000, seed=seed, id_prefix=name)
         frame.to_parquet(inputs / "predictions.parquet", index=False)
         jobs[name] = (inputs, tmp_path / name / "out")
-    monkeypatch.setenv("PGSQL_URL", server.dsn)
+    monkeypatch.setenv("PGSQL_URL", pg_db.dsn)
     monkeypatch.delenv("FEED_PUSH", raising=False)
     codes: dict[str, int] = {}
 

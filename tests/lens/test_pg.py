@@ -21,6 +21,7 @@ from lensfeed import pg
 from lensfeed.eigentrust import rank_trust
 from lensfeed.feed import generate_feed
 from lensrun.pgserver import EmbeddedPostgres, ensure_runtime_dir
+from tests.conftest import Database
 from tests.lens.layouts import random_predictions
 
 pytestmark = pytest.mark.integration
@@ -29,15 +30,9 @@ RUN = {"commit_id": "c0ffee", "input_commits": {"predictions": "abc123"}, "feed_
 TABLES = (pg.FEED, pg.FEED_RUNS, pg.GLOBALTRUST)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata") as srv:
-        yield srv
-
-
 @pytest.fixture
-def conn(server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
-    connection = pg.connect(server.dsn)
+def conn(pg_db: Database) -> Iterator[psycopg.Connection[Any]]:
+    connection = pg.connect(pg_db.dsn)
     for table in TABLES:
         connection.execute(f"DROP TABLE IF EXISTS {table}")
     pg.ensure_schema(connection)
@@ -514,13 +509,13 @@ def test_load_lock_key_is_stable_and_matches_the_documented_sql(conn):
     assert len(keys) == 2 * len(names)  # one lock per table and strategy
 
 
-def test_a_push_overlapping_an_open_push_waits_and_the_last_commit_wins(server, conn):
+def test_a_push_overlapping_an_open_push_waits_and_the_last_commit_wins(pg_db, conn):
     previous = feed_rows([f"old{i:03d}" for i in range(50)])
     pg.replace_feed(conn, "a", previous, RUN)
     first = feed_rows([f"first{i:03d}" for i in range(200)])
     second = feed_rows([f"second{i:03d}" for i in range(150)])
     reached, resume = threading.Event(), threading.Event()
-    with pg.connect(server.dsn) as one, pg.connect(server.dsn) as two:
+    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
         pause_before_the_run_row(one, reached, resume)
         push_one = Push(one, pg.replace_feed, "a", first, {**RUN, "commit_id": "one"})
         push_two = Push(two, pg.replace_feed, "a", second, {**RUN, "commit_id": "two"})
@@ -542,7 +537,7 @@ def test_a_push_overlapping_an_open_push_waits_and_the_last_commit_wins(server, 
     assert latest_run(conn, "a") == ("two", 150)  # feed_runs' newest row is the feed's push
 
 
-def test_overlapping_pushes_of_one_strategy_leave_exactly_one_row_set(server, conn):
+def test_overlapping_pushes_of_one_strategy_leave_exactly_one_row_set(pg_db, conn):
     pg.replace_feed(conn, "a", feed_rows([f"old{i:03d}" for i in range(50)]), RUN)
     pg.replace_feed(conn, "b", feed_rows(["q1", "q2"]), RUN)
     row_sets = {
@@ -551,7 +546,7 @@ def test_overlapping_pushes_of_one_strategy_leave_exactly_one_row_set(server, co
     }
     key = pg.load_lock_key(pg.FEED, "a")
     conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # as if a third push were running
-    with pg.connect(server.dsn) as one, pg.connect(server.dsn) as two:
+    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
         pushes = [
             Push(c, pg.replace_feed, "a", row_sets[n], {**RUN, "commit_id": n})
             for c, n in ((one, "one"), (two, "two"))
@@ -572,9 +567,9 @@ def test_overlapping_pushes_of_one_strategy_leave_exactly_one_row_set(server, co
     assert run_count(conn) == 4  # two earlier runs, then one per push
 
 
-def test_pushes_of_different_strategies_do_not_wait_for_each_other(server, conn):
+def test_pushes_of_different_strategies_do_not_wait_for_each_other(pg_db, conn):
     reached, resume = threading.Event(), threading.Event()
-    with pg.connect(server.dsn) as one, pg.connect(server.dsn) as other:
+    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as other:
         pause_before_the_run_row(one, reached, resume)
         push_one = Push(one, pg.replace_feed, "a", feed_rows(["p1", "p2"]), RUN)
         try:
@@ -592,22 +587,22 @@ def test_pushes_of_different_strategies_do_not_wait_for_each_other(server, conn)
     )
 
 
-def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(server, conn):
+def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(pg_db, conn):
     previous = feed_rows([f"old{i:03d}" for i in range(20)])
     pg.replace_feed(conn, "a", previous, RUN)
     before = whole_feed(conn)
     bad = feed_rows([f"n{i}" for i in range(1000)])
-    bad.loc[700, "post_id"] = "bad\x00id"  # the server rejects row 701, mid-COPY
+    bad.loc[700, "post_id"] = "bad\x00id"  # the pg_db rejects row 701, mid-COPY
     with pytest.raises(pg.PgError, match="rolled back, the previous feed is kept"):
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1
-    with pg.connect(server.dsn) as other:  # the rollback released the strategy's lock
+    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
         key = pg.load_lock_key(pg.FEED, "a")
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
 
 
-def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(server, conn):
+def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(pg_db, conn):
     pg.replace_feed(conn, "a", feed_rows([f"old{i:03d}" for i in range(20)]), RUN)
     before = whole_feed(conn)
     bad = feed_rows([f"n{i}" for i in range(1000)])
@@ -616,16 +611,16 @@ def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(server
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1
-    with pg.connect(server.dsn) as other:  # the rollback released the strategy's lock
+    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
         key = pg.load_lock_key(pg.FEED, "a")
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
 
 
-def test_a_failed_push_lets_a_waiting_push_through(server, conn):
+def test_a_failed_push_lets_a_waiting_push_through(pg_db, conn):
     pg.replace_feed(conn, "a", feed_rows(["old1", "old2"]), {**RUN, "commit_id": "old"})
     conn.execute("ALTER TABLE feed_runs ADD CONSTRAINT not_c0ffee CHECK (commit_id <> 'c0ffee')")
     reached, resume = threading.Event(), threading.Event()
-    with pg.connect(server.dsn) as one, pg.connect(server.dsn) as two:
+    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
         pause_before_the_run_row(one, reached, resume)
         # the first push dies at its feed_runs row, after its DELETE and COPY
         push_one = Push(one, pg.replace_feed, "a", feed_rows(["x1"]), RUN)
@@ -646,7 +641,7 @@ def test_a_failed_push_lets_a_waiting_push_through(server, conn):
     assert latest_run(conn, "a") == ("two", 2)
 
 
-def test_overlapping_globaltrust_replaces_of_one_date_serialise(server, conn):
+def test_overlapping_globaltrust_replaces_of_one_date_serialise(pg_db, conn):
     pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 1.0}))
     frames = {
         "one": trust_frame("followship", DAY1, {"0x01": 0.5, "0x02": 0.5}),
@@ -655,9 +650,9 @@ def test_overlapping_globaltrust_replaces_of_one_date_serialise(server, conn):
     key = pg.load_lock_key(pg.GLOBALTRUST, "followship")
     conn.execute("SELECT pg_advisory_lock(%s)", (key,))
     with (
-        pg.connect(server.dsn) as one,
-        pg.connect(server.dsn) as two,
-        pg.connect(server.dsn) as other,
+        pg.connect(pg_db.dsn) as one,
+        pg.connect(pg_db.dsn) as two,
+        pg.connect(pg_db.dsn) as other,
     ):
         pushes = [
             Push(c, pg.replace_globaltrust, frames[n]) for c, n in ((one, "one"), (two, "two"))
@@ -705,9 +700,9 @@ def test_malformed_dsn_is_not_echoed():
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-def test_server_errors_never_echo_the_password(conn, server, caplog):
-    # trust authentication ignores the password; make the server quote it back in an error
-    dsn = server.dsn.replace("postgres@", f"postgres:{SECRET.replace('@', '%40')}@")
+def test_server_errors_never_echo_the_password(conn, pg_db, caplog):
+    # trust authentication ignores the password; make the pg_db quote it back in an error
+    dsn = pg_db.dsn.replace("postgres@", f"postgres:{SECRET.replace('@', '%40')}@")
     check = sql.SQL("ALTER TABLE feed ADD CONSTRAINT no_secret CHECK (post_id <> {})")
     conn.execute(check.format(sql.Literal(SECRET)))
     with caplog.at_level(logging.DEBUG), pg.connect(dsn) as secret_conn:
@@ -730,8 +725,8 @@ def test_describe_dsn_names_host_and_db_only():
 # --- the server dying mid-COPY --------------------------------------------------------------
 
 
-def _kill_when_copying(server: EmbeddedPostgres, seen: threading.Event) -> None:
-    watcher = psycopg.connect(server.dsn, autocommit=True)
+def _kill_when_copying(pg_db: Database, seen: threading.Event) -> None:
+    watcher = psycopg.connect(pg_db.dsn, autocommit=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         active = watcher.execute(
@@ -744,7 +739,7 @@ def _kill_when_copying(server: EmbeddedPostgres, seen: threading.Event) -> None:
             break
         time.sleep(0.005)
     watcher.close()
-    server.kill()
+    pg_db.kill()
 
 
 @pytest.mark.slow

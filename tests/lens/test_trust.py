@@ -25,8 +25,8 @@ from lensfeed.eigentrust import (
 )
 from lensfeed.schemas import FOLLOWERS, PROFILES
 from lensrun.generate import generate_dataset, plan_exports
-from lensrun.pgserver import EmbeddedPostgres
 from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from tests.conftest import Database
 from tests.lens.entry_points import load_entry_point
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,18 +210,12 @@ def test_spec_inputs():
 # --- with PostgreSQL ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pgtrust") / "pgdata") as srv:
-        yield srv
-
-
 @pytest.fixture
-def conn(server: EmbeddedPostgres, monkeypatch) -> Iterator[psycopg.Connection[Any]]:
-    connection = pg.connect(server.dsn)
+def conn(pg_db: Database, monkeypatch) -> Iterator[psycopg.Connection[Any]]:
+    connection = pg.connect(pg_db.dsn)
     for table in (pg.FEED, pg.FEED_RUNS, pg.GLOBALTRUST):
         connection.execute(f"DROP TABLE IF EXISTS {table}")
-    monkeypatch.setenv("PGSQL_URL", server.dsn)
+    monkeypatch.setenv("PGSQL_URL", pg_db.dsn)
     monkeypatch.delenv("TRUST_STRATEGY", raising=False)
     monkeypatch.delenv("PRETRUST_HANDLES", raising=False)
     yield connection
