@@ -50,6 +50,7 @@ def key_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # several seconds: the full tier only
 def test_creates_every_secret_without_printing_values(tmp_path: Path, key_file: Path) -> None:
     home = tmp_path / "state"
     res = run(home, PGSQL_URL=DSN, GCS_BUCKET="exports", GCS_SERVICE_ACCOUNT_FILE=str(key_file))

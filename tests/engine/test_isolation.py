@@ -161,6 +161,7 @@ sleep 4247
 """
 
 
+@pytest.mark.slow  # several seconds: the full tier only
 def test_orphans_of_a_killed_engine_are_reaped_before_the_job_is_retried(
     tmp_path: Path, write: Any
 ) -> None:

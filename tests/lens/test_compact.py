@@ -92,6 +92,7 @@ def test_an_empty_datum_writes_nothing(session, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # several seconds: the full tier only
 def test_merging_in_steps_equals_merging_at_once(session, compacted, tmp_path):
     source, ticks = compacted
     shutil.copytree(source, tmp_path / "compact")

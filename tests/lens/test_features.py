@@ -650,6 +650,7 @@ def set_threads(session: Any, count: int) -> int:
     return int(before)
 
 
+@pytest.mark.slow  # several seconds: the full tier only
 def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(
     session: Any, generated: Path
 ) -> None:

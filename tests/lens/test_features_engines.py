@@ -185,6 +185,7 @@ def _digest(files: dict[str, bytes]) -> dict[str, str]:
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
+@pytest.mark.slow  # several seconds: the full tier only
 def test_duckdb_output_covers_the_awkward_cases(inputs, duckdb_output):
     table = pq.read_table(inputs / "duckdb" / "out-history" / "features")
     assert table.schema == FEATURES_SCHEMA
