@@ -32,7 +32,7 @@ from typing import Any
 
 from lensfeed.schemas import FOLLOWERS, PROFILES
 from pachlocal.engine import Engine, Progress
-from pachlocal.spec import load_spec_documents, spec_fingerprint
+from pachlocal.spec import input_leaves, load_spec_documents, spec_fingerprint
 from pachlocal.store import default_home
 
 from . import lineage
@@ -197,14 +197,7 @@ def spec_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _input_repos(node: Mapping[str, Any]) -> set[str]:
-    if "pfs" in node:
-        return {node["pfs"]["repo"]}
-    return {
-        r
-        for kind in ("cross", "union", "join", "group")
-        for c in node.get(kind) or []
-        for r in _input_repos(c)
-    }
+    return {leaf["repo"] for _, kind, leaf in input_leaves(node) if kind == "pfs"}
 
 
 def _external(doc: Mapping[str, Any], specs: Mapping[str, Any]) -> set[str]:

@@ -38,7 +38,7 @@ from pachyderm_sdk.api import pfs, pps
 from pachyderm_sdk.api.pps import ApiStub as _GeneratedPpsStub
 
 from .secrets import SecretError, parse_secret
-from .spec import SpecError, load_spec_documents, parse_pipeline_spec
+from .spec import SpecError, input_leaves, load_spec_documents, parse_pipeline_spec
 
 ADDRESS_ENV = "PACHD_ADDRESS"
 CONFIG_ENV = "PACH_CONFIG"
@@ -143,25 +143,11 @@ def connect(address: str | None = None, env: Mapping[str, str] | None = None) ->
 
 
 def _pfs_inputs(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    if "pfs" in node:
-        return [node["pfs"]]
-    return [
-        p
-        for kind in ("cross", "union", "join", "group")
-        for child in node.get(kind) or []
-        for p in _pfs_inputs(child)
-    ]
+    return [leaf for _, kind, leaf in input_leaves(node) if kind == "pfs"]
 
 
 def _cron_repos(node: Mapping[str, Any]) -> list[str]:
-    if "cron" in node:
-        return [str(node["cron"]["repo"])]
-    return [
-        r
-        for kind in ("cross", "union", "join", "group")
-        for child in node.get(kind) or []
-        for r in _cron_repos(child)
-    ]
+    return [str(leaf["repo"]) for _, kind, leaf in input_leaves(node) if kind == "cron"]
 
 
 @dataclass

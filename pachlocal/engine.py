@@ -38,7 +38,13 @@ from . import cron
 from .datums import Datum, DatumInput, FileInfo, InputCommit, datum_hash, form_datums
 from .sandbox import Mounts, Sandbox, cgroup_base, detect, reap
 from .secrets import SecretStore
-from .spec import check_mount_targets, duration_seconds, parse_pipeline_spec, spec_fingerprint
+from .spec import (
+    check_mount_targets,
+    duration_seconds,
+    input_leaves,
+    parse_pipeline_spec,
+    spec_fingerprint,
+)
 from .store import Entry, NotFound, Store, StoreError, check_name, clean_path, new_id
 
 JOB_DONE = ("success", "failure", "killed", "unrunnable")
@@ -139,7 +145,7 @@ def refuse_unsupported(spec: Mapping[str, Any]) -> None:
         if node is not None and node is not False:
             raise EngineError(f"pipeline {name}: {key}: pachlocal does not support {what}")
     projects = [("pipeline.project", (spec["pipeline"].get("project") or {}).get("name"))]
-    for path, _, leaf in _input_leaves(spec.get("input") or {}):
+    for path, _, leaf in input_leaves(spec.get("input") or {}):
         projects.append((f"{path}.project", leaf.get("project")))
         if leaf.get("s3"):
             raise EngineError(
@@ -153,20 +159,6 @@ def refuse_unsupported(spec: Mapping[str, Any]) -> None:
             )
 
 
-def _input_leaves(
-    node: Mapping[str, Any], path: str = "input"
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(path, kind, leaf) for each pfs or cron input of an input tree, in spec order: the
-    one walk of the tree (``input.cross[1].pfs``, ``pfs``, the leaf's own fields)."""
-    for kind in ("pfs", "cron"):
-        if kind in node:
-            yield f"{path}.{kind}", kind, node[kind]
-            return
-    for key in ("cross", "union", "join", "group"):
-        for i, child in enumerate(node.get(key) or []):
-            yield from _input_leaves(child, f"{path}.{key}[{i}]")
-
-
 def _column(row: sqlite3.Row, name: str, default: Any) -> Any:
     """``row[name]``, or ``default`` where the column is missing (a row of an older schema,
     read without the writer lock that migrates it; a Row's ``in`` looks at values)."""
@@ -175,7 +167,7 @@ def _column(row: sqlite3.Row, name: str, default: Any) -> Any:
 
 def _leaves(node: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The pfs and cron inputs of an input tree, as ``{name, repo, branch, kind}``."""
-    for _, kind, leaf in _input_leaves(node):
+    for _, kind, leaf in input_leaves(node):
         branch = leaf["branch"] if kind == "pfs" else "master"
         yield {"name": leaf["name"], "repo": leaf["repo"], "branch": branch, "kind": kind, **leaf}
 

@@ -664,6 +664,21 @@ def check_mount_targets(spec: Mapping[str, Any], root: Path = Path("/")) -> None
         raise SpecError(*problem)
 
 
+def input_leaves(
+    node: Mapping[str, Any], path: str = "input"
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, kind, leaf) for each pfs or cron input of an input tree, in spec order: the
+    one walk of a tree's leaves for every reader of specs (``input.cross[1].pfs``, ``pfs``,
+    the leaf's own fields)."""
+    for kind in ("pfs", "cron"):
+        if kind in node:
+            yield f"{path}.{kind}", kind, node[kind]
+            return
+    for key in ("cross", "union", "join", "group"):
+        for i, child in enumerate(node.get(key) or []):
+            yield from input_leaves(child, f"{path}.{key}[{i}]")
+
+
 def iter_input_names(inp: Mapping[str, Any] | None) -> list[str]:
     """Names of the pfs and cron inputs of an input tree, in file order.
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pachlocal.spec import load_spec_documents, parse_pipeline_spec
+from pachlocal.spec import input_leaves, load_spec_documents, parse_pipeline_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "specs").glob("*.pipeline.json"))
@@ -27,12 +27,8 @@ def specs() -> dict[str, dict[str, Any]]:
 
 
 def leaves(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for kind in ("pfs", "cron"):
-        if kind in node:
-            yield kind, node[kind]
-    for kind in ("cross", "union", "join", "group"):
-        for child in node.get(kind) or []:
-            yield from leaves(child)
+    for _, kind, leaf in input_leaves(node):
+        yield kind, leaf
 
 
 pytestmark = pytest.mark.skipif(not SPEC_FILES, reason="no specs yet")
