@@ -42,9 +42,10 @@ PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS) --durations=15
 
-# the quick loop: no embedded services, no end-to-end runs, no JVM
+# the quick loop: no embedded services, no end-to-end runs, no JVM; no heavy module
+# fixture either, so the tests are shared out one by one (worksteal), not file by file
 test-fast: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not integration and not spark"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not slow and not integration and not spark"
 
 check: test
 

@@ -118,6 +118,7 @@ def test_merging_in_steps_equals_merging_at_once(session, compacted, tmp_path):
             assert got.cast(at_once.schema).equals(at_once), (table.name, held)
 
 
+@pytest.mark.slow  # shares a module fixture of several seconds: full tier only
 def test_a_history_of_a_tick_compacted_since_differently_is_ignored(session, compacted, tmp_path):
     shutil.copytree(compacted[0], tmp_path / "compact")
     merged = compact.merge_history(session, tmp_path / "compact", tmp_path / "history")
@@ -140,6 +141,7 @@ def test_a_history_of_a_tick_compacted_since_differently_is_ignored(session, com
         assert got.equals(getattr(fresh, name).orderBy(key).toArrow()), name
 
 
+@pytest.mark.slow  # shares a module fixture of several seconds: full tier only
 def test_feature_time_is_the_newest_tick_of_any_table(session, ingest, compacted):
     state = compact.current_state(session, compacted[0], None)
     newest = max(

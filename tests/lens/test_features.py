@@ -685,6 +685,7 @@ def test_entry_point_end_to_end_is_deterministic_and_matches_pandas(
     assert frame["followship_rank"].isna().any() and frame["followship_rank"].notna().any()
 
 
+@pytest.mark.slow  # shares a module fixture of several seconds: full tier only
 def test_entry_point_splits_parts_by_row_count(session: Any, generated: Path) -> None:
     assert entry.main(_args(generated, "parts", "--rows-per-part", "200"), spark=session) == 0
     files = sorted((generated / "parts" / "features").iterdir())
