@@ -6,10 +6,12 @@ directory) unless ``PGSQL_URL`` names a server, starts the GCS emulator on a
 free loopback port unless ``GCS_BUCKET`` names a real bucket, uploads that day's
 generated export objects, creates the secrets with ``create_secret.sh --local``,
 creates every repo and pipeline from ``specs/`` with pachlocal, fires the day's
-cron ticks (with backfill) and runs every job. It then prints what ran, the top
-of the feed read back from PostgreSQL, the provenance of the latest feed commit
-down to export objects and a ``diff file`` of the feed between the last two
-ticks, and stops every service it started, also on Ctrl-C or error. The state
+cron ticks (with backfill) and runs every job, with one progress line per tick
+(a failed job at once, on a line of its own). It then prints a table of what ran,
+the top of the feed read back from PostgreSQL, the provenance of the latest feed
+commit down to export objects (each commit once) and the posts that moved between
+the newest feed and the latest earlier one that differs, and stops every service
+it started, also on Ctrl-C or error. ``-q`` prints only failures. The state
 stays in ``.pachlocal/`` (``PACHLOCAL_HOME``) for ``pachlocal list commit feed``
 and friends; the next run does the next day incrementally; ``make clean`` resets.
 """
@@ -33,9 +35,9 @@ from typing import Any
 from lensfeed.schemas import FOLLOWERS, PROFILES
 from pachlocal.engine import Engine, Progress
 from pachlocal.spec import input_leaves, load_spec_documents, spec_fingerprint
-from pachlocal.store import default_home
+from pachlocal.store import Store, default_home
 
-from . import lineage
+from . import lineage, report
 from .generate import ExportObject, default_profiles, generate_dataset, plan_exports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,31 +145,59 @@ def parse_config(
 
 
 class Console:
-    """Progress on stderr: one line per job, datum counters on a terminal."""
+    """Progress on stderr: one line per tick, failed jobs at once on a line of their own.
+
+    On a terminal (not in CI) the current job and datum counters update in place. Quiet:
+    failures only.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() and not os.environ.get("CI")
+        self.jobs: list[dict[str, Any]] = []  # finished since the last take_jobs()
+        self.since = time.monotonic()
+
+    def _write(self, text: str, end: str = "\n") -> None:
+        sys.stderr.write(("\r\033[K" if self.tty else "") + text + end)
+        sys.stderr.flush()
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
-            sys.stderr.flush()
+            self._write(text)
+
+    def error(self, text: str) -> None:
+        """Said even when quiet."""
+        self._write(text)
+
+    def status(self, text: str) -> None:
+        """A line on a terminal that the next one replaces; nothing elsewhere."""
+        if self.tty and not self.quiet:
+            self._write(text, end="")
 
     def progress(self) -> Progress:
         def datum_done(pipeline: str, done: int, total: int) -> None:
-            if self.tty and not self.quiet and total:
-                sys.stderr.write(f"\r  {pipeline}: datum {done}/{total}")
-                sys.stderr.flush()
+            if total:
+                self.status(f"  {pipeline}: datum {done}/{total}")
 
         def job_finished(job: Mapping[str, Any]) -> None:
-            reason = f" ({job['reason']})" if job["reason"] else ""
-            self.say(
-                f"  job {job['pipeline']:<10} {job['state']:<10} {job['processed']:>3} processed "
-                f"{job['skipped']:>3} skipped{reason}"
-            )
+            self.jobs.append(dict(job))
+            if job["state"] != "success":
+                self.error(report.failure_line(job))
+            else:
+                self.status(f"  {len(self.jobs)} jobs done, last {job['pipeline']}")
 
         return Progress(datum_done=datum_done, job_finished=job_finished)
+
+    def take_jobs(self) -> tuple[list[dict[str, Any]], float]:
+        """The jobs finished since the last call, and the seconds since then."""
+        jobs, self.jobs = self.jobs, []
+        now = time.monotonic()
+        seconds, self.since = now - self.since, now
+        return jobs, seconds
+
+    def tick_done(self, when: datetime) -> None:
+        jobs, seconds = self.take_jobs()
+        self.say(report.tick_line(f"tick {when:%Y-%m-%dT%H:%MZ}", jobs, seconds))
 
 
 def spec_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -386,29 +416,61 @@ def engine_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def summarize(engine: Engine, dsn: str, since_seq: int, console: Console) -> None:
-    """What ran, the top of the feed, provenance and the last feed diff."""
+    """What ran, the top of the feed, its provenance and how the feed last moved."""
     jobs = [j for j in engine.jobs() if j["seq"] > since_seq]
-    console.say("\nJobs this run (pipeline: jobs, datums processed / skipped, failures):")
-    for name in sorted({j["pipeline"] for j in jobs}):
-        mine = [j for j in jobs if j["pipeline"] == name]
-        failed = sum(j["state"] != "success" for j in mine)
-        console.say(
-            f"  {name:<11} {len(mine):>3} jobs {sum(j['processed'] for j in mine):>4} processed "
-            f"{sum(j['skipped'] for j in mine):>5} skipped {failed:>3} failed"
-        )
-    console.say("\nTop of the feed (PostgreSQL, ORDER BY v DESC):")
-    for post_id, v in lineage.top_of_feed(dsn, STRATEGY, 10):
-        console.say(f"  {post_id:<24} {v:.6f}")
+    console.say(
+        "\nJobs this run (datums processed and skipped; failed jobs; seconds the jobs ran):"
+    )
+    for line in report.job_table(jobs):
+        console.say(f"  {line}")
     head = engine.store.branch_head("feed", "master") if engine.store.repo_exists("feed") else None
+    top = lineage.top_of_feed(dsn, STRATEGY, 10)
+    details = lineage.post_details(engine.store, head, [p for p, _ in top]) if head else {}
+    console.say(
+        "\nTop of the feed (PostgreSQL, ORDER BY v DESC; v = rank n..1; label, P(YES) and "
+        "engagement from the predictions the feed was computed from):"
+    )
+    for line in report.top_lines(top, details):
+        console.say(f"  {line}")
     if head is None:
         console.say("\nNo feed commit yet.")
         return
-    console.say(f"\nProvenance of feed@{head}:")
+    console.say(f"\nProvenance of feed@{head} (each commit once):")
     for line in lineage.describe(engine.store, "feed", head):
         console.say(f"  {line}")
-    console.say("\nChanges to the feed since the previous feed commit (pachlocal diff file):")
-    for line in lineage.feed_diff(engine.store, head):
+    say_feed_moves(engine.store, head, console)
+
+
+def say_feed_moves(store: Store, head: str, console: Console) -> None:
+    """How the feed moved between the newest feed and the latest earlier one that differs."""
+    history = lineage.feed_history(store, head)
+    pair = lineage.pick_feed_pair(history)
+    feeds = [commit for commit, digest in history if digest]
+    if pair is None:
+        console.say(
+            f"\nHow the feed moved: {len(feeds)} feed commit(s), all with the same rows; "
+            "nothing moved yet."
+        )
+        return
+    new, old = pair
+    same = feeds.index(old) - 1  # feeds newer than ``old`` that hold the newest's rows
+    between = f"; the {same} feed commit(s) between hold the newest rows" if same else ""
+    console.say(f"\nHow the feed moved: feed@{old} -> feed@{new} (the last change{between}):")
+    moves = lineage.feed_moves(lineage.feed_csv(store, old), lineage.feed_csv(store, new))
+    for line in report.moves_lines(moves):
         console.say(f"  {line}")
+    console.say(
+        f"  row diff: .venv/bin/pachlocal diff file feed@{new}:{lineage.FEED_FILE} "
+        f"feed@{old}:{lineage.FEED_FILE} --key post_id"
+    )
+
+
+def say_setup_jobs(console: Console) -> None:
+    """The jobs that creating (or updating) pipelines ran: on a line only when they
+    processed something or failed; a new pipeline's first job on empty inputs is no news."""
+    jobs, seconds = console.take_jobs()
+    if any(j["processed"] or j["state"] != "success" for j in jobs):
+        console.say(report.tick_line("pipelines created or updated:", jobs, seconds))
 
 
 def bootstrap_triggers(engine: Engine, root: Path, console: Console | None = None) -> None:
@@ -425,12 +487,24 @@ def bootstrap_triggers(engine: Engine, root: Path, console: Console | None = Non
         engine.run_pending()
 
 
-def backfill(engine: Engine, root: Path, until: datetime, console: Console | None = None) -> None:
+def backfill(
+    engine: Engine,
+    root: Path,
+    until: datetime,
+    console: Console | None = None,
+    since: datetime | None = None,
+) -> None:
     """Fire every cron tick up to ``until``, tick by tick, bootstrapping each trigger branch
-    once its source holds data (:func:`bootstrap_triggers`)."""
-    for when in sorted({when for when, _, _ in engine.due_ticks(until)}):
+    once its source holds data (:func:`bootstrap_triggers`); one progress line per tick
+    after ``since`` (the jobs of a catch-up tick at or before it go in the next line)."""
+    times = sorted({when for when, _, _ in engine.due_ticks(until)})
+    for when in times:
         engine.tick_until(when)
         bootstrap_triggers(engine, root, console)
+        if when == times[-1]:
+            engine.tick_until(until)  # triggers due by the end: in the last tick's line
+        if console is not None and (since is None or when > since):
+            console.tick_done(when)
     engine.tick_until(until)
 
 
@@ -464,8 +538,10 @@ def run(config: DemoConfig) -> int:
             overrides["features"] = features_env
             ensure_pipelines(engine, config.root, console, overrides)
             engine.run_pending()
-            backfill(engine, config.root, until, console)
-            summarize(engine, dsn, since, console)
+            say_setup_jobs(console)
+            backfill(engine, config.root, until, console, since=begin)
+            if not config.quiet:
+                summarize(engine, dsn, since, console)
     state_file.write_text(
         json.dumps({"until": until.isoformat(), "seed": config.seed, "posts": config.posts})
     )
