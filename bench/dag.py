@@ -79,7 +79,7 @@ import psutil  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import machine, report  # noqa: E402
+from bench.harness import machine, report  # noqa: E402
 from lensfeed.schemas import POSTS  # noqa: E402
 from lensrun import demo  # noqa: E402
 from lensrun.emulator import EmulatorServer, upload_exports  # noqa: E402
@@ -262,122 +262,80 @@ def absolute(
             **extra}  # fmt: skip
 
 
-def run(
-    posts: int,
-    seed: int,
-    work: Path,
-    ticks: int = BACKFILL_TICKS,
-    per_hour: int = 4,
-    engine_name: str = "duckdb",
-) -> list[dict[str, Any]]:
-    objects = plan(posts, seed, ticks, per_hour)
-    landing = landing_incremental(ticks)
-    increment_posts = sum(
-        o.table_data.num_rows for o in objects if o.table == POSTS and landing(o) > hour(ticks)
+def timed_jobs(engine: Engine, step: Callable[[], Any]) -> tuple[float, list[dict[str, Any]]]:
+    """The wall time of ``step`` and the jobs it ran."""
+    seq = engine.store.next_seq() - 1
+    began = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - began
+    return seconds, jobs_since(engine, seq)
+
+
+def measure_backfill(
+    engine: Engine, ticks: int, extra: Callable[[], list[psutil.Process]], posts: int
+) -> dict[str, Any]:
+    """``full_dag``: ``ticks`` hourly ticks backfilled from a fresh state, and the peak memory."""
+    seq = engine.store.next_seq() - 1
+    with MemorySampler(extra) as memory:
+        began = time.perf_counter()
+        demo.backfill(engine, ROOT, hour(ticks))
+        full_s = time.perf_counter() - began
+    jobs = jobs_since(engine, seq)
+    full_extra = {
+        "posts": posts,
+        "ticks": ticks,
+        "peak_memory_gib": round(memory.peak / GIB, 2),
+        "memory_target": "< 3 GiB",
+        "ok": memory.peak < 3 * GIB,
+        "jobs": len(jobs),
+        "job_seconds": job_seconds(jobs),
+        "processed": processed(jobs),
+        "failed_jobs": failures(jobs),
+    }
+    result = absolute("full_dag", f"full DAG, {ticks} ticks backfilled", full_s, 180, full_extra)
+    print(f"  full DAG: {full_s:.1f} s, peak {memory.peak / GIB:.2f} GiB", flush=True)
+    return result
+
+
+def measure_empty_tick(
+    engine: Engine, ticks: int, extra: Callable[[], list[psutil.Process]], jvm_pid: int
+) -> dict[str, Any]:
+    """``empty_tick``: the tick after the backfill, with no new export object."""
+    seq = engine.store.next_seq() - 1
+    with MemorySampler(extra, interval=0.05, memory=False) as watch:
+        java_before = set(watch.java)
+        began = time.perf_counter()
+        engine.tick_until(hour(ticks + 1))
+        empty_s = time.perf_counter() - began
+    jobs = jobs_since(engine, seq)
+    started_jvms = sorted(watch.java - java_before - {jvm_pid})
+    did = {k: v for k, v in processed(jobs).items() if v}
+    result = absolute(
+        "empty_tick",
+        "empty tick, whole DAG",
+        empty_s,
+        3,
+        {
+            "jvms_started": len(started_jvms),
+            "processed": did,
+            "ok": not started_jvms and set(did) <= {"ingest"},
+            "failed_jobs": failures(jobs),
+        },
     )
-    total_posts = sum(o.table_data.num_rows for o in objects if o.table == POSTS)
-    print(f"{len(objects)} export objects, {total_posts:,} post rows", flush=True)
-    results: list[dict[str, Any]] = []
-    with (
-        EmbeddedPostgres(work / "pgdata") as pg,
-        EmulatorServer(bucket="lens-incremental") as emulator,
-        features_engine(engine_name, work) as (features, jvm_pid),
-    ):
-        client = emulator.client()
-        upload_exports(client.bucket("lens-incremental"), objects, landing)
-        client.create_bucket("lens-recompute")
-        upload_exports(client.bucket("lens-recompute"), objects, landing_at_once)
-        extra = server_tree(pg.pid)  # the Spark server is a child of this process
-        gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
-        with dag_state(
-            work / "incremental",
-            posts,
-            pg.dsn,
-            {**gcs, "GCS_BUCKET": "lens-incremental"},
-            seed,
-            features,
-        ) as engine:
-            # 1. 24 ticks backfilled
-            seq = engine.store.next_seq() - 1
-            with MemorySampler(extra) as memory:
-                began = time.perf_counter()
-                demo.backfill(engine, ROOT, hour(ticks))
-                full_s = time.perf_counter() - began
-            jobs = jobs_since(engine, seq)
-            full_extra = {
-                "posts": total_posts - increment_posts,
-                "ticks": ticks,
-                "peak_memory_gib": round(memory.peak / GIB, 2),
-                "memory_target": "< 3 GiB",
-                "ok": memory.peak < 3 * GIB,
-                "jobs": len(jobs),
-                "job_seconds": job_seconds(jobs),
-                "processed": processed(jobs),
-                "failed_jobs": failures(jobs),
-            }
-            results.append(
-                absolute(
-                    "full_dag",
-                    f"full DAG, {ticks} ticks backfilled",
-                    full_s,
-                    180,
-                    full_extra,
-                )
-            )
-            print(f"  full DAG: {full_s:.1f} s, peak {memory.peak / GIB:.2f} GiB", flush=True)
+    print(f"  empty tick: {empty_s:.2f} s, processed {did}", flush=True)
+    return result
 
-            # 2. an empty tick
-            seq = engine.store.next_seq() - 1
-            with MemorySampler(extra, interval=0.05, memory=False) as watch:
-                java_before = set(watch.java)
-                began = time.perf_counter()
-                engine.tick_until(hour(ticks + 1))
-                empty_s = time.perf_counter() - began
-            jobs = jobs_since(engine, seq)
-            started_jvms = sorted(watch.java - java_before - {jvm_pid})
-            did = {k: v for k, v in processed(jobs).items() if v}
-            results.append(
-                absolute(
-                    "empty_tick",
-                    "empty tick, whole DAG",
-                    empty_s,
-                    3,
-                    {
-                        "jvms_started": len(started_jvms),
-                        "processed": did,
-                        "ok": not started_jvms and set(did) <= {"ingest"},
-                        "failed_jobs": failures(jobs),
-                    },
-                )
-            )
-            print(f"  empty tick: {empty_s:.2f} s, processed {did}", flush=True)
 
-            # 3. an incremental tick
-            seq = engine.store.next_seq() - 1
-            began = time.perf_counter()
-            engine.tick_until(hour(ticks + 2))
-            increment_s = time.perf_counter() - began
-            increment_jobs = jobs_since(engine, seq)
-            print(f"  incremental tick: {increment_s:.1f} s", flush=True)
-
-        # 4. the same state from scratch, in one pass
-        with dag_state(
-            work / "recompute",
-            posts,
-            pg.dsn,
-            {**gcs, "GCS_BUCKET": "lens-recompute"},
-            seed,
-            features,
-        ) as engine:
-            seq = engine.store.next_seq() - 1
-            began = time.perf_counter()
-            demo.backfill(engine, ROOT, hour(1))
-            recompute_s = time.perf_counter() - began
-            recompute_jobs = jobs_since(engine, seq)
-            print(f"  full recompute: {recompute_s:.1f} s", flush=True)
-
+def incremental_rows(
+    increment: tuple[float, list[dict[str, Any]]],
+    recompute: tuple[float, list[dict[str, Any]]],
+    increment_posts: int,
+    total_posts: int,
+) -> list[dict[str, Any]]:
+    """``incremental_tick`` against the full recompute, and ``tick`` against its limit."""
+    (increment_s, increment_jobs), (recompute_s, recompute_jobs) = increment, recompute
     ratio = increment_s / recompute_s
-    results.append({
+    return [{
         "key": "incremental_tick",
         "what": f"incremental tick (+{increment_posts / (total_posts - increment_posts):.1%} posts)"
                 " vs full recompute",
@@ -390,17 +348,62 @@ def run(
         "job_seconds": job_seconds(increment_jobs),
         "recompute_job_seconds": job_seconds(recompute_jobs),
         "failed_jobs": failures(increment_jobs) + failures(recompute_jobs),
-    })  # fmt: skip
-    results.append(
-        absolute(
-            "tick",
-            f"whole tick at {total_posts:,} posts (all pipelines)",
-            increment_s,
-            8,
-            {"job_seconds": job_seconds(increment_jobs), "failed_jobs": failures(increment_jobs)},
-        )
+    }, absolute(
+        "tick",
+        f"whole tick at {total_posts:,} posts (all pipelines)",
+        increment_s,
+        8,
+        {"job_seconds": job_seconds(increment_jobs), "failed_jobs": failures(increment_jobs)},
+    )]  # fmt: skip
+
+
+def run(
+    posts: int,
+    seed: int,
+    work: Path,
+    ticks: int = BACKFILL_TICKS,
+    per_hour: int = 4,
+    engine_name: str = "duckdb",
+) -> list[dict[str, Any]]:
+    """``full_dag``, ``empty_tick``, ``incremental_tick`` and ``tick`` on one set of
+    services: one state takes the backfill, the empty and the incremental tick, a
+    second one recomputes the incremental tick's state from scratch."""
+    objects = plan(posts, seed, ticks, per_hour)
+    landing = landing_incremental(ticks)
+    increment_posts = sum(
+        o.table_data.num_rows for o in objects if o.table == POSTS and landing(o) > hour(ticks)
     )
-    return results
+    total_posts = sum(o.table_data.num_rows for o in objects if o.table == POSTS)
+    print(f"{len(objects)} export objects, {total_posts:,} post rows", flush=True)
+    with (
+        EmbeddedPostgres(work / "pgdata") as pg,
+        EmulatorServer(bucket="lens-incremental") as emulator,
+        features_engine(engine_name, work) as (features, jvm_pid),
+    ):
+        client = emulator.client()
+        upload_exports(client.bucket("lens-incremental"), objects, landing)
+        client.create_bucket("lens-recompute")
+        upload_exports(client.bucket("lens-recompute"), objects, landing_at_once)
+        extra = server_tree(pg.pid)  # the Spark server is a child of this process
+        gcs = {"GCS_PREFIX": "lens", "STORAGE_EMULATOR_HOST": emulator.host}
+        incremental_gcs = {**gcs, "GCS_BUCKET": "lens-incremental"}
+        with dag_state(
+            work / "incremental", posts, pg.dsn, incremental_gcs, seed, features
+        ) as engine:
+            results = [
+                measure_backfill(engine, ticks, extra, total_posts - increment_posts),
+                measure_empty_tick(engine, ticks, extra, jvm_pid),
+            ]
+            increment = timed_jobs(engine, lambda: engine.tick_until(hour(ticks + 2)))
+            print(f"  incremental tick: {increment[0]:.1f} s", flush=True)
+
+        # the same state from scratch, in one pass
+        recompute_gcs = {**gcs, "GCS_BUCKET": "lens-recompute"}
+        with dag_state(work / "recompute", posts, pg.dsn, recompute_gcs, seed, features) as engine:
+            recompute = timed_jobs(engine, lambda: demo.backfill(engine, ROOT, hour(1)))
+            print(f"  full recompute: {recompute[0]:.1f} s", flush=True)
+
+    return results + incremental_rows(increment, recompute, increment_posts, total_posts)
 
 
 def increment_at(

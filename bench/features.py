@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import machine, median, paired, report, row  # noqa: E402
+from bench.harness import machine, median, paired, report, row  # noqa: E402
 from lensfeed import compact, frames  # noqa: E402
 from lensfeed.schemas import POSTS, PROFILES, STATS  # noqa: E402
 from lensrun.generate import generate_dataset, plan_exports  # noqa: E402

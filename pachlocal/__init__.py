@@ -1,8 +1,7 @@
-"""pachlocal: run Pachyderm pipeline specs and code on one machine."""
+"""pachlocal: run Pachyderm pipeline specs and code on one machine.
 
-from importlib.metadata import PackageNotFoundError, version
+Versioned on its own (``pachlocal/pyproject.toml``), independently of any project whose
+pipelines it runs; it finds their code from the specs (:mod:`pachlocal.code`).
+"""
 
-try:
-    __version__ = version("lens-trust-feed")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+__version__ = "0.7.0"

@@ -1,7 +1,9 @@
-"""Fixtures for engine tests: a fresh state directory and an in-process ``pachlocal``."""
+"""Fixtures for engine tests: a fresh state directory and an in-process ``pachlocal``,
+a pipeline's job rows, and the filled secrets the deploy tests send."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from typing import Any
 import pytest
 
 from pachlocal.cli import main
+
+from .deploy_support import PG_DSN, SA_JSON
 
 
 @dataclass
@@ -61,6 +65,11 @@ class Pachlocal:
         return data
 
 
+def job_rows(p: Pachlocal, pipeline: str) -> list[dict[str, Any]]:
+    """A pipeline's jobs as ``list job --raw`` gives them, newest first."""
+    return p("list", "job", "-p", pipeline, "--raw").json()  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def pl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -80,3 +89,27 @@ def write(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return p
 
     return _write
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    """Filled copies of secrets/*.json, as create_secret.sh writes them."""
+    d = tmp_path / "filled"
+    d.mkdir()
+    gcs = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "lens-gcs"},
+        "type": "Opaque",
+        "stringData": {"bucket": "lens-bucket-x", "prefix": "lens", "emulator_host": ""},
+        "data": {"service-account.json": base64.b64encode(SA_JSON.encode()).decode()},
+    }
+    pg = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "lens-postgres"},
+        "stringData": {"dsn": PG_DSN},
+    }
+    (d / "lens-gcs.json").write_text(json.dumps(gcs, indent=2))
+    (d / "lens-postgres.json").write_text(json.dumps(pg))
+    return d

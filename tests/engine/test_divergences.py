@@ -254,7 +254,7 @@ def test_an_empty_trigger_branch_waits_and_can_be_moved_by_hand(tmp_path: Path) 
         assert engine.empty_trigger_branches() == []
         (branch,) = [b for b in engine.store.list_branches("in") if b["name"] != "master"]
         assert json.loads(branch["trigger"])["cronSpec"] == "@daily"
-        assert [when for when, *_ in engine._scheduled_triggers()] == [
+        assert [move.when for move in engine.triggers.scheduled_moves()] == [
             datetime(2024, 5, 2, tzinfo=UTC)
         ]
         head = engine.store.branch_head("daily", "master")

@@ -25,8 +25,7 @@ import pytest
 
 from pachlocal.sandbox import detect
 
-from .conftest import Pachlocal
-from .test_faults import job_rows
+from .conftest import Pachlocal, job_rows
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from pachlocal import speclimits
 from pachlocal.spec import (
     SpecError,
     check_mount_targets,
@@ -23,6 +22,7 @@ from pachlocal.spec import (
     load_spec_documents,
     parse_pipeline_spec,
 )
+from pachlocal.spec import limits as speclimits
 
 from .test_spec import minimal
 
@@ -260,7 +260,7 @@ def test_globs_only_pachd_can_run_are_refused_at_create_time() -> None:
 
 
 def test_bad_globs_are_accepted_at_create_time_as_pachd_does() -> None:
-    # the job fails naming the glob, and an update recovers (tests/engine/test_faults.py)
+    # the job fails naming the glob, and an update recovers (tests/engine/test_faults_arguments.py)
     spec = parse_pipeline_spec(minimal(input={"pfs": {"repo": "a", "glob": "/[x"}}))
     assert spec["input"]["pfs"]["glob"] == "/[x"
 

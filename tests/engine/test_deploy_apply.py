@@ -1,7 +1,8 @@
 """``pachlocal deploy`` against an in-process fake pachd speaking the real gRPC API.
 
 The fake registers the SDK's own message classes as (de)serializers, so every
-assertion is on what a real pachd would receive on the wire.
+assertion is on what a real pachd would receive on the wire. Also: finding pachd's
+address (``connect``). The plan itself is in ``test_deploy_plan.py``.
 """
 
 from __future__ import annotations
@@ -24,24 +25,9 @@ import pytest
 from pachyderm_sdk.api import pfs, pps, version
 
 from pachlocal.cli import main
-from pachlocal.deploy import DeployError, Step, apply, connect, plan
-from pachlocal.secrets import SecretError
+from pachlocal.deploy import DeployError, apply, connect, plan
 
-ROOT = Path(__file__).resolve().parents[2]
-ORDER = [
-    "ingest",
-    "compact",
-    "eigentrust",
-    "history",
-    "trust",
-    "features",
-    "model",
-    "predict",
-    "feed",
-]
-PG_DSN = "postgresql://feed:pg-s3cret-value@db:5432/lens"
-SA_JSON = '{"type": "service_account", "private_key": "sa-s3cret-key"}'
-SECRET_VALUES = (PG_DSN, "pg-s3cret-value", "sa-s3cret-key", "lens-bucket-x")
+from .deploy_support import ORDER, PG_DSN, ROOT, SA_JSON, assert_no_values, write_spec
 
 
 @dataclass
@@ -153,30 +139,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def secrets_dir(tmp_path: Path) -> Path:
-    """Filled copies of secrets/*.json, as create_secret.sh writes them."""
-    d = tmp_path / "filled"
-    d.mkdir()
-    gcs = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "lens-gcs"},
-        "type": "Opaque",
-        "stringData": {"bucket": "lens-bucket-x", "prefix": "lens", "emulator_host": ""},
-        "data": {"service-account.json": base64.b64encode(SA_JSON.encode()).decode()},
-    }
-    pg = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "lens-postgres"},
-        "stringData": {"dsn": PG_DSN},
-    }
-    (d / "lens-gcs.json").write_text(json.dumps(gcs, indent=2))
-    (d / "lens-postgres.json").write_text(json.dumps(pg))
-    return d
-
-
 def _decoded(manifest: bytes) -> dict[str, bytes]:
     doc = json.loads(manifest)
     values = {k: base64.b64decode(v) for k, v in (doc.get("data") or {}).items()}
@@ -189,103 +151,6 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     rc = main(["deploy", *args])
     cap = capsys.readouterr()
     return rc, cap.out, cap.err
-
-
-def _assert_no_values(text: str) -> None:
-    for value in SECRET_VALUES:
-        assert value not in text
-
-
-# --- plan ----------------------------------------------------------------------------------
-
-
-def test_plan_orders_the_project_specs_by_dependency() -> None:
-    steps = plan(ROOT)
-    assert [(s.kind, s.name) for s in steps] == [("pipeline", n) for n in ORDER]
-    for step in steps:
-        assert step.source is not None
-        assert step.payload == step.source.read_bytes()  # the spec as written
-
-
-def _write_spec(root: Path, name: str, inp: dict[str, Any]) -> None:
-    spec = {"pipeline": {"name": name}, "input": inp, "transform": {"cmd": ["true"]}}
-    (root / "specs").mkdir(parents=True, exist_ok=True)
-    (root / "specs" / f"{name}.pipeline.json").write_text(json.dumps(spec))
-
-
-def test_plan_creates_only_input_repos_no_pipeline_produces(tmp_path: Path) -> None:
-    # "zz" reads "mid" reads "aa": file order differs from dependency order
-    _write_spec(
-        tmp_path,
-        "aa",
-        {
-            "cross": [
-                {"cron": {"name": "tick", "spec": "@daily"}},
-                {"pfs": {"repo": "raw", "glob": "/*"}},
-            ]
-        },
-    )
-    _write_spec(tmp_path, "zz", {"pfs": {"repo": "mid", "glob": "/"}})
-    _write_spec(
-        tmp_path,
-        "mid",
-        {
-            "join": [
-                {"pfs": {"repo": "aa", "glob": "/(*)", "joinOn": "$1"}},
-                {"pfs": {"repo": "other", "project": "p2", "glob": "/(*)", "joinOn": "$1"}},
-            ]
-        },
-    )
-    _write_spec(tmp_path, "ticks", {"pfs": {"repo": "aa_tick", "glob": "/"}})
-    steps = plan(tmp_path)
-    assert [(s.kind, s.name) for s in steps] == [
-        ("repo", "raw"),  # default/raw
-        ("repo", "p2/other"),
-        ("pipeline", "aa"),
-        ("pipeline", "mid"),
-        ("pipeline", "ticks"),  # reads aa's cron repo: pachd creates it with aa
-        ("pipeline", "zz"),
-    ]
-    assert steps[3].detail == "reads aa, p2/other"
-
-
-def test_plan_rejects_a_cycle(tmp_path: Path) -> None:
-    _write_spec(tmp_path, "a", {"pfs": {"repo": "b", "glob": "/"}})
-    _write_spec(tmp_path, "b", {"pfs": {"repo": "a", "glob": "/"}})
-    with pytest.raises(DeployError, match="cycle: a, b"):
-        plan(tmp_path)
-
-
-def test_plan_secret_steps_show_names_and_keys_only(secrets_dir: Path) -> None:
-    steps = plan(ROOT, secrets_dir)
-    secret_steps = [s for s in steps if s.kind == "secret"]
-    assert [(s.name, s.detail) for s in secret_steps] == [
-        ("lens-gcs", "keys: bucket, emulator_host, prefix, service-account.json"),
-        ("lens-postgres", "keys: dsn"),
-    ]
-    assert [s.kind for s in steps] == ["secret", "secret"] + ["pipeline"] * len(ORDER)
-    text = "\n".join(s.describe() + repr(s) for s in steps)
-    _assert_no_values(text)
-
-
-@pytest.mark.parametrize(
-    ("doc", "match"),
-    [
-        ({"kind": "Secret", "metadata": {"name": "x"}, "data": {"k": "!!"}}, r"data\.k: .*base64"),
-        ({"kind": "Secret", "metadata": {}, "stringData": {"k": "v"}}, r"metadata\.name"),
-        ({"kind": "Secret", "metadata": {"name": "x"}, "stringData": {"k": 1}}, r"stringData\.k"),
-        (
-            {"kind": "Secret", "metadata": {"name": "x"}, "stringData": {"k": "${PGSQL_URL}"}},
-            r"stringData\.k: an unfilled placeholder",
-        ),
-    ],
-)
-def test_plan_rejects_a_malformed_secret_naming_file_and_field(
-    tmp_path: Path, doc: dict[str, Any], match: str
-) -> None:
-    (tmp_path / "bad.json").write_text(json.dumps(doc))
-    with pytest.raises(SecretError, match=rf"bad\.json: {match}"):
-        plan(ROOT, tmp_path)
 
 
 # --- apply, through the CLI, against the fake pachd ------------------------------------
@@ -323,7 +188,7 @@ def test_deploy_sends_what_pachctl_would(
         "secret lens-postgres: created",
         *[f"pipeline {n}: created" for n in ORDER],
     ]
-    _assert_no_values(out + err)
+    assert_no_values(out + err)
 
 
 def test_update_replaces_secrets_and_updates_pipelines(
@@ -349,7 +214,7 @@ def test_update_replaces_secrets_and_updates_pipelines(
     for request in pachd.requests("CreatePipelineV2"):
         assert (request.update, request.reprocess, request.dry_run) == (True, True, False)
     assert "secret lens-gcs: replaced" in out and "pipeline feed: updated" in out
-    _assert_no_values(out + err)
+    assert_no_values(out + err)
 
 
 def test_existing_pipeline_without_update_stops_with_a_hint(
@@ -369,7 +234,7 @@ def test_existing_repos_and_secrets_are_kept(
     secrets_dir: Path, pachd: FakePachd, tmp_path: Path
 ) -> None:
     root = tmp_path / "dag"
-    _write_spec(
+    write_spec(
         root,
         "a",
         {"union": [{"pfs": {"repo": "raw", "glob": "/"}}, {"pfs": {"repo": "fresh", "glob": "/"}}]},
@@ -431,7 +296,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(
     )
     assert lines[3] == "update pipeline ingest from specs/ingest.pipeline.json"
     assert lines[-1] == "update pipeline feed from specs/feed.pipeline.json (reads predict)"
-    _assert_no_values(out)
+    assert_no_values(out)
 
 
 def test_dry_run_needs_no_address(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -452,7 +317,7 @@ def test_malformed_secret_is_rejected_before_anything_is_sent(
         f"pachlocal: {secrets_dir / 'lens-postgres.json'}: data.dsn: value is not valid base64\n"
     )
     assert pachd.calls == []
-    _assert_no_values(out + err)
+    assert_no_values(out + err)
 
 
 def test_unreachable_pachd_is_one_clear_line(
@@ -503,8 +368,3 @@ def test_connect_address_sources(tmp_path: Path) -> None:
     assert connect("grpc://h2:80", env={**env, "PACHD_ADDRESS": "h1:1234"}).address == "h2:80"
     with pytest.raises(DeployError, match="invalid pachd address 'ftp://x:1'"):
         connect("ftp://x:1", env={})
-
-
-def test_step_repr_hides_the_payload() -> None:
-    step = Step("secret", "s", None, "keys: k", b"top-secret")
-    assert "top-secret" not in repr(step)

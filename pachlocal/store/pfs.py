@@ -1,99 +1,41 @@
-"""Versioned storage: content-addressed objects plus commit metadata in SQLite.
-
-Layout of a state directory (``PACHLOCAL_HOME``, default ``./.pachlocal``)::
-
-    meta.db            SQLite (WAL): repos, branches, commits, pipelines, jobs, datums
-    objects/ab/<hash>  file contents, named by their SHA-256, written once
-    tmp/               scratch on the same filesystem, so that renames are atomic
-    lock               advisory lock held by the one process that writes
+"""Versioned files (PFS): repos, branches and commits in SQLite over the object store.
 
 A commit's file listing (its *manifest*) is itself an object. Finishing a
 commit is one SQLite transaction that inserts the commit row and moves the
 branch head, after every object it names is in place: a crash at any point
 leaves either the old state or the new one, plus unreferenced objects that
-``fsck`` reports and ``gc`` may delete.
-
-Every durable step calls :func:`killpoint`; crash tests set ``PACHLOCAL_KILL_AT``
-to have the process SIGKILL itself at the n-th one.
+``fsck`` reports and ``gc`` may delete. Every durable step calls
+:func:`.killpoints.killpoint`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 2
-#: Statements taking schema N to N + 1.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE pipelines ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE pipeline_versions ADD COLUMN spec_commit TEXT NOT NULL DEFAULT ''",
-    ),
-}
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$")
-CHUNK = 1 << 20
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS repos (
-    name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL, kind TEXT NOT NULL DEFAULT 'user');
-CREATE TABLE IF NOT EXISTS branches (
-    repo TEXT NOT NULL, name TEXT NOT NULL, head TEXT,
-    trigger TEXT, PRIMARY KEY (repo, name));
-CREATE TABLE IF NOT EXISTS commit_sets (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, created REAL NOT NULL,
-    logical_time TEXT NOT NULL, cause TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS commits (
-    repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
-    origin TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
-    started REAL NOT NULL, finished REAL, size INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '', manifest TEXT, provenance TEXT NOT NULL DEFAULT '{}',
-    seq INTEGER NOT NULL, PRIMARY KEY (repo, id));
-CREATE INDEX IF NOT EXISTS commits_by_id ON commits (id);
-CREATE TABLE IF NOT EXISTS staging (
-    repo TEXT NOT NULL, commit_id TEXT NOT NULL, path TEXT NOT NULL,
-    hash TEXT, size INTEGER NOT NULL, PRIMARY KEY (repo, commit_id, path));
-CREATE TABLE IF NOT EXISTS pipelines (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    version INTEGER NOT NULL, salt TEXT NOT NULL, code_root TEXT NOT NULL,
-    created REAL NOT NULL, updated REAL NOT NULL, stopped INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS pipeline_versions (
-    name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL,
-    fingerprint TEXT NOT NULL, salt TEXT NOT NULL, created REAL NOT NULL,
-    spec_commit TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS jobs (
-    pipeline TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
-    state TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
-    inputs TEXT NOT NULL, spec_version INTEGER NOT NULL, code TEXT NOT NULL DEFAULT '{}',
-    total INTEGER NOT NULL DEFAULT 0, processed INTEGER NOT NULL DEFAULT 0,
-    skipped INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    recovered INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (pipeline, id));
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
-CREATE TABLE IF NOT EXISTS datums (
-    pipeline TEXT NOT NULL, job TEXT NOT NULL, datum TEXT NOT NULL,
-    hash TEXT NOT NULL, state TEXT NOT NULL, inputs TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, seconds REAL NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (pipeline, job, datum));
-"""
+from .errors import Commit, Entry, NotFound, StoreError, check_name, new_id
+from .fsck import FsckReport, fsck_report
+from .killpoints import killpoint
+from .objects import (
+    Change,
+    ObjectStore,
+    apply_changes,
+    collision_error,
+    decode_manifest,
+    encode_manifest,
+)
+from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 
 def _ancestry(text: str, ref: str) -> tuple[str, int]:
@@ -121,308 +63,18 @@ def _ancestry(text: str, ref: str) -> tuple[str, int]:
     return name, -count if sep == "." else count
 
 
-class StoreError(Exception):
-    """A request the store cannot satisfy; the message names the object."""
-
-
-class NotFound(StoreError):
-    """A repo, branch, commit, file, pipeline or job that does not exist."""
-
-
 @dataclass(frozen=True)
-class Entry:
-    """One file of a commit: its path, content hash, size and writing datum."""
-
-    path: str
-    hash: str
-    size: int
-    datum: str = ""
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A commit row as stored."""
+class TriggeredBranch:
+    """A branch with a trigger: it moves to its source branch's head when the trigger fires."""
 
     repo: str
-    id: str
-    branch: str
-    parent: str | None
-    origin: str
-    description: str
-    started: float
-    finished: float | None
-    size: int
-    error: str
-    manifest: str | None
-    provenance: dict[str, Any]
+    name: str
+    head: str | None
+    trigger: dict[str, Any]
 
-
-def new_id() -> str:
-    """A commit or commit-set id: a UUIDv4 without dashes, as Pachyderm makes them."""
-    return uuid.uuid4().hex
-
-
-def clean_path(path: str) -> str:
-    """Normalise a PFS path to ``/a/b``; reject ``..`` and control characters."""
-    if any(ord(c) < 32 for c in path):
-        raise StoreError(f"path {path!r}: control characters are not allowed")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise StoreError(f"path {path!r}: '..' is not allowed")
-    return "/" + "/".join(parts)
-
-
-def check_name(kind: str, name: str) -> str:
-    """Validate a repo or branch name the way Pachyderm does (letters, digits, ``_``, ``-``)."""
-    if not NAME_RE.match(name):
-        raise StoreError(
-            f"{kind} name {name!r} is invalid: use letters, digits, '_' and '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-# -- crash injection -----------------------------------------------------------------------
-
-
-def _kill_target(value: str) -> int | None:
-    """``PACHLOCAL_KILL_AT``: unset (no crash injection), ``count`` (pass every kill point
-    and report them at exit) or ``n`` (SIGKILL this process at the n-th kill point)."""
-    if not value:
-        return None
-    if value == "count":
-        return 0
-    if not value.isdigit() or int(value) < 1:
-        raise RuntimeError(f"PACHLOCAL_KILL_AT={value!r}: expected a positive integer or 'count'")
-    return int(value)
-
-
-_KILL_AT = _kill_target(os.environ.get("PACHLOCAL_KILL_AT", ""))  # read once, at import
-_kill_passed: list[str] = []
-_kill_lock = threading.Lock()
-
-
-def killpoint(name: str) -> None:
-    """Mark a durable step (an object written or renamed, a transaction committed, ...).
-
-    Without ``PACHLOCAL_KILL_AT`` this returns at once. With ``PACHLOCAL_KILL_AT=n`` the
-    n-th call (counted across threads) sends SIGKILL to this process, as a ``kill -9``
-    or the OOM killer would stop it there; with ``count`` the names of the points passed
-    are printed to stderr at exit, so a test knows how many exist and which is which.
-    """
-    if _KILL_AT is None:
-        return
-    with _kill_lock:
-        _kill_passed.append(name)
-        if len(_kill_passed) == _KILL_AT:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def killpoints_passed() -> list[str]:
-    """The kill points this process has passed, in order (empty without ``PACHLOCAL_KILL_AT``)."""
-    with _kill_lock:
-        return list(_kill_passed)
-
-
-def _report_killpoints() -> None:
-    names = killpoints_passed()
-    sys.stderr.write(f"pachlocal: {len(names)} kill point(s): {' '.join(names)}\n")
-
-
-if _KILL_AT == 0:
-    atexit.register(_report_killpoints)
-
-
-class ObjectStore:
-    """Content-addressed blobs named by SHA-256, written once by atomic rename."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root / "objects"
-        self.tmp = root / "tmp"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
-
-    def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest
-
-    def has(self, digest: str) -> bool:
-        return self.path(digest).exists()
-
-    def put_bytes(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        if not self.has(digest):
-            tmp = self.tmp / f"put-{uuid.uuid4().hex}"
-            try:
-                killpoint("object.write")
-                tmp.write_bytes(data)
-                self._install(tmp, digest)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                self._check_full(exc)
-                raise
-        return digest
-
-    def put_stream(self, src: IO[bytes]) -> tuple[str, int]:
-        h = hashlib.sha256()
-        size = 0
-        tmp = self.tmp / f"put-{uuid.uuid4().hex}"
-        try:
-            killpoint("object.write")
-            with tmp.open("wb") as out:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-            digest = h.hexdigest()
-            if self.has(digest):
-                tmp.unlink()
-            else:
-                self._install(tmp, digest)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                self._check_full(exc)
-            raise
-        return digest, size
-
-    def _check_full(self, exc: OSError) -> None:
-        """A full (or read-only) filesystem under the store is a clean error naming the store;
-        any other OSError (say, reading the source) is left to the caller."""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
-            raise StoreError(
-                f"cannot write to the object store {self.root}: {exc.strerror}"
-            ) from exc
-
-    def adopt(self, file: Path) -> tuple[str, int]:
-        """Move a finished file (e.g. a datum output) into the store; returns (hash, size)."""
-        killpoint("object.adopt")
-        h = hashlib.sha256()
-        size = 0
-        with file.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-        digest = h.hexdigest()
-        if self.has(digest):
-            file.unlink()
-        else:
-            self._install(file, digest)
-        return digest, size
-
-    def _install(self, tmp: Path, digest: str) -> None:
-        dest = self.path(digest)
-        dest.parent.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o444)
-        killpoint("object.rename")
-        os.replace(tmp, dest)
-        killpoint("object.renamed")
-
-    def read(self, digest: str) -> bytes:
-        try:
-            return self.path(digest).read_bytes()
-        except FileNotFoundError as exc:
-            raise StoreError(f"object {digest} is missing from the store") from exc
-
-    def open(self, digest: str) -> IO[bytes]:
-        return self.path(digest).open("rb")
-
-    def verify(self, digest: str) -> bool:
-        return self.verified_size(digest) is not None
-
-    def verified_size(self, digest: str) -> int | None:
-        """The object's size if it exists and re-hashes to its name, else None."""
-        h = hashlib.sha256()
-        size = 0
-        try:
-            with self.path(digest).open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
-        except FileNotFoundError:
-            return None
-        return size if h.hexdigest() == digest else None
-
-    def all_digests(self) -> Iterator[str]:
-        for sub in sorted(self.root.iterdir()):
-            if sub.is_dir():
-                for f in sorted(sub.iterdir()):
-                    yield f.name
-
-
-def encode_manifest(entries: Iterable[Entry]) -> bytes:
-    rows = sorted((e.path, e.hash, e.size, e.datum) for e in entries)
-    return "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
-
-
-def decode_manifest(data: bytes) -> dict[str, Entry]:
-    out: dict[str, Entry] = {}
-    for line in data.splitlines():
-        path, digest, size, datum = json.loads(line)
-        out[path] = Entry(path, digest, size, datum)
-    return out
-
-
-# One change to a commit's files: (path, content hash, size); a hash of None deletes the
-# file or the whole directory at ``path``.
-Change = tuple[str, str | None, int]
-
-
-def apply_changes(files: Mapping[str, Entry], changes: Iterable[Change]) -> dict[str, Entry]:
-    """``files`` with ``changes`` applied in order (a later change to a path wins).
-
-    Args:
-        files: the parent commit's files, path -> entry; not modified.
-        changes: puts and deletions, oldest first.
-
-    Returns:
-        The new file listing.
-    """
-    out = dict(files)
-    for path, digest, size in changes:
-        if digest is None:
-            prefix = path.rstrip("/") + "/"
-            for p in [p for p in out if p == path or p.startswith(prefix)]:
-                del out[p]
-        else:
-            out[path] = Entry(path, digest, size)
-    return out
-
-
-def path_collision(paths: Iterable[str]) -> tuple[str, str] | None:
-    """The first file that another file needs as a directory, with that file
-    (``("/a", "/a/b")``), or None: Pachyderm's ``file / directory path collision``."""
-    files = set(paths)
-    clashes = []
-    for path in files:
-        i = path.find("/", 1)
-        while i != -1:
-            if path[:i] in files:
-                clashes.append((path[:i], path))
-                break
-            i = path.find("/", i + 1)
-    return min(clashes, key=lambda c: (c[1], c[0])) if clashes else None
-
-
-def collision_error(files: Iterable[str], where: str, outcome: str) -> StoreError | None:
-    """A :class:`StoreError` naming both paths of a file / directory collision, or None."""
-    clash = path_collision(files)
-    if clash is None:
-        return None
-    parent, child = clash
-    return StoreError(
-        f"{where}: file / directory path collision ({child}): {parent} is a file, so it "
-        f"cannot also be the directory of {child}; {outcome}"
-    )
-
-
-@dataclass
-class FsckReport:
-    """What :meth:`Store.fsck_report` found."""
-
-    problems: list[str] = field(default_factory=list)
-    open_commits: list[str] = field(default_factory=list)  # repo@id
-    unreferenced: list[str] = field(default_factory=list)  # objects nothing refers to
-    unreferenced_bytes: int = 0
+    @property
+    def source(self) -> str:
+        return str(self.trigger.get("branch", "master"))
 
 
 class Store:
@@ -442,7 +94,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         if not readonly:
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(SCHEMA)
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -464,7 +116,7 @@ class Store:
             return
         with self.transaction() as db:
             for version in range(found, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[version]:
+                for statement in MIGRATIONS[version]:
                     db.execute(statement)
             db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
@@ -581,6 +233,37 @@ class Store:
             "ON CONFLICT (repo, name) DO UPDATE SET head=excluded.head, trigger=excluded.trigger",
             (repo, name, head, json.dumps(trigger) if trigger else None),
         )
+
+    def set_branch_head(
+        self, db: sqlite3.Connection, repo: str, branch: str, head: str | None
+    ) -> None:
+        db.execute("UPDATE branches SET head=? WHERE repo=? AND name=?", (head, repo, branch))
+
+    def set_trigger(
+        self, db: sqlite3.Connection, repo: str, branch: str, trigger: Mapping[str, Any]
+    ) -> None:
+        db.execute(
+            "UPDATE branches SET trigger=? WHERE repo=? AND name=?",
+            (json.dumps(trigger), repo, branch),
+        )
+
+    def triggered_branches(self, repo: str | None = None) -> list[TriggeredBranch]:
+        """Every branch with a trigger (of ``repo``, or of every repo), by repo and name."""
+        where, args = ("AND repo=?", (repo,)) if repo else ("", ())
+        rows = self.db.execute(
+            f"SELECT repo, name, head, trigger FROM branches WHERE trigger IS NOT NULL {where}"
+            " ORDER BY repo, name",
+            args,
+        ).fetchall()
+        return [
+            TriggeredBranch(r["repo"], r["name"], r["head"], json.loads(r["trigger"])) for r in rows
+        ]
+
+    def delete_branch(self, db: sqlite3.Connection, repo: str, branch: str) -> None:
+        db.execute("DELETE FROM branches WHERE repo=? AND name=?", (repo, branch))
+
+    def set_repo_kind(self, db: sqlite3.Connection, name: str, kind: str) -> None:
+        db.execute("UPDATE repos SET kind=? WHERE name=?", (kind, name))
 
     # -- commits -----------------------------------------------------------------
 
@@ -853,6 +536,36 @@ class Store:
         )
         return self.get_commit(repo, commit_id)
 
+    def children(self, repo: str, commit_id: str) -> list[Commit]:
+        rows = self.db.execute("SELECT * FROM commits WHERE repo=? AND parent=?", (repo, commit_id))
+        return [self._commit(r) for r in rows]
+
+    def remove_commits(self, db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
+        """Take commits out of their repos' history: children and branch heads move to
+        each commit's parent (its objects stay until a garbage collector exists)."""
+        for c in commits:
+            db.execute(
+                "UPDATE commits SET parent=? WHERE repo=? AND parent=?", (c.parent, c.repo, c.id)
+            )
+            db.execute(
+                "UPDATE branches SET head=? WHERE repo=? AND head=?", (c.parent, c.repo, c.id)
+            )
+            db.execute("DELETE FROM commits WHERE repo=? AND id=?", (c.repo, c.id))
+
+    def sets_computed_from(self, set_id: str, commits: set[tuple[str, str]]) -> list[str]:
+        """Other commit sets holding a commit whose inputs (or alias) name one of ``commits``."""
+        later = set()
+        for row in self.db.execute(
+            "SELECT repo, id, provenance FROM commits WHERE id != ?", (set_id,)
+        ):
+            prov = json.loads(row["provenance"] or "{}")
+            used = {(i["repo"], i["commit"]) for i in prov.get("inputs", []) if i.get("commit")}
+            if prov.get("alias_of"):
+                used.add((row["repo"], prov["alias_of"]))
+            if used & commits:
+                later.add(row["id"])
+        return sorted(later)
+
     # -- maintenance ------------------------------------------------------------------
 
     def fsck(self) -> list[str]:
@@ -860,112 +573,8 @@ class Store:
         return self.fsck_report().problems
 
     def fsck_report(self) -> FsckReport:
-        """Check every invariant a crash must not break; each problem names what is wrong.
-
-        - a branch head names an existing, finished commit of its repo;
-        - a commit's repo and parent exist; a finished commit belongs to a commit set and
-          has a manifest that exists, re-hashes to its name and decodes, and its size is
-          the sum of its files' sizes; it holds no file / directory path collision;
-        - every file of a finished commit and every staged file: its object exists,
-          re-hashes to its name and has the recorded size; a staged file's commit is open;
-        - a pipeline's output repo has its pipeline; a finished job (success, failure,
-          unrunnable) has its finished output commit, without an error on success; a
-          queued or running job has none yet.
-
-        Open commits and objects nothing refers to (left by an interrupted write,
-        harmless) are listed in the report, not counted as problems.
-        """
-        report = FsckReport()
-        problems = report.problems
-        sizes: dict[str, int | None] = {}  # object -> its size once re-hashed, None if bad
-
-        def object_problem(digest: str, size: int | None) -> str:
-            if digest not in sizes:
-                sizes[digest] = self.objects.verified_size(digest)
-            actual = sizes[digest]
-            if actual is None:
-                return f"object {digest} is missing or does not match its hash"
-            if size is not None and actual != size:
-                return f"object {digest} holds {actual} bytes, not {size}"
-            return ""
-
-        reported: set[str] = set()  # a bad object is reported once, at its first reference
-        repos = {r["name"] for r in self.db.execute("SELECT name FROM repos")}
-        sets = {r["id"] for r in self.db.execute("SELECT id FROM commit_sets")}
-        commits = {(c.repo, c.id): c for c in self.list_commits()}
-        for c in commits.values():
-            where = f"commit {c.repo}@{c.id}"
-            if c.repo not in repos:
-                problems.append(f"{where}: repo {c.repo} does not exist")
-            if c.parent and (c.repo, c.parent) not in commits:
-                problems.append(f"{where}: parent {c.parent} is missing")
-            if c.finished is None:
-                report.open_commits.append(f"{c.repo}@{c.id}")
-                continue
-            if c.id not in sets:
-                problems.append(f"{where}: commit set {c.id} is missing")
-            if c.manifest is None:
-                problems.append(f"{where}: finished without a manifest")
-                continue
-            bad = object_problem(c.manifest, None)
-            if bad:
-                problems.append(f"{where}: manifest {bad}")
-                continue
-            try:
-                files = decode_manifest(self.objects.read(c.manifest))
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{where}: manifest {c.manifest} cannot be decoded: {exc}")
-                continue
-            total = sum(e.size for e in files.values())
-            if c.size != total:
-                problems.append(f"{where}: size {c.size} but its files hold {total} bytes")
-            for e in files.values():
-                bad = object_problem(e.hash, e.size)
-                if bad and e.hash not in reported:
-                    reported.add(e.hash)
-                    problems.append(f"{where}: {e.path}: {bad}")
-            clash = path_collision(files)
-            if clash is not None:
-                problems.append(
-                    f"{where}: file / directory path collision: {clash[0]} and {clash[1]}"
-                )
-        for b in self.db.execute("SELECT repo, name, head FROM branches"):
-            where = f"branch {b['repo']}@{b['name']}"
-            if b["repo"] not in repos:
-                problems.append(f"{where}: repo {b['repo']} does not exist")
-            head = commits.get((b["repo"], b["head"])) if b["head"] else None
-            if b["head"] and head is None:
-                problems.append(f"{where} points at missing {b['head']}")
-            elif head is not None and head.finished is None:
-                problems.append(f"{where} points at open commit {b['head']}")
-        for r in self.db.execute("SELECT repo, commit_id, path, hash, size FROM staging"):
-            where = f"staged file {r['repo']}@{r['commit_id']}:{r['path']}"
-            owner = commits.get((r["repo"], r["commit_id"]))
-            if owner is None or owner.finished is not None:
-                problems.append(f"{where}: its commit is missing or already finished")
-            bad = object_problem(r["hash"], r["size"]) if r["hash"] is not None else ""
-            if bad and r["hash"] not in reported:
-                reported.add(r["hash"])
-                problems.append(f"{where}: {bad}")
-        pipelines = {r["name"] for r in self.db.execute("SELECT name FROM pipelines")}
-        for r in self.db.execute("SELECT name FROM repos WHERE kind='pipeline' ORDER BY name"):
-            if r["name"] not in pipelines:
-                problems.append(f"repo {r['name']}: the output repo of a missing pipeline")
-        for j in self.db.execute("SELECT pipeline, id, state FROM jobs ORDER BY seq"):
-            where = f"job {j['pipeline']}@{j['id']} ({j['state']})"
-            out = commits.get((j["pipeline"], j["id"]))
-            if j["state"] in ("success", "failure", "unrunnable"):
-                if out is None or out.finished is None:
-                    problems.append(f"{where}: its output commit is missing or open")
-                elif j["state"] == "success" and out.error:
-                    problems.append(f"{where}: its output commit carries an error")
-            elif j["state"] in ("created", "running") and out is not None:
-                problems.append(f"{where}: it has an output commit already")
-        for digest in self.objects.all_digests():
-            if digest not in sizes:
-                report.unreferenced.append(digest)
-                report.unreferenced_bytes += self.objects.path(digest).stat().st_size
-        return report
+        """Check every invariant a crash must not break (:func:`.fsck.fsck_report`)."""
+        return fsck_report(self)
 
     def clear_tmp(self) -> None:
         shutil.rmtree(self.objects.tmp, ignore_errors=True)
