@@ -4,6 +4,7 @@ its CLI, versioned by itself, with nothing of the Lens project."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -79,9 +80,14 @@ def test_the_engine_is_its_own_distribution_with_its_own_version() -> None:
 
 @pytest.mark.slow
 def test_a_wheel_of_the_engine_holds_the_engine_only(tmp_path: Path) -> None:
-    """The wheel pip builds from ``pachlocal/`` (build isolation, as ``make`` installs it)."""
+    """The wheel pip builds from ``pachlocal/`` (build isolation, as ``make`` installs it),
+    built from a copy: setuptools writes ``build/`` beside the sources it builds."""
+    tree = tmp_path / "src"
+    shutil.copytree(
+        ENGINE, tree, ignore=shutil.ignore_patterns("build", "__pycache__", "*.egg-info")
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ENGINE), "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(tree), "-w", str(tmp_path)],
         check=True,
         capture_output=True,
         cwd=tmp_path,
