@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import cron
 from ..diff import bytes_size
 from ..engine import Engine
+from ..store import fsck_report
 from .common import A, command
 
 
@@ -90,7 +91,7 @@ def deploy(a: argparse.Namespace, e: Engine | None) -> int:
 def fsck(a: argparse.Namespace, e: Engine) -> int:
     """Check the state: branch heads, commits, manifests, every referenced object re-hashed,
     staged files and jobs; prints one line per problem, exits 1 if there is any."""
-    report = e.store.fsck_report()
+    report = fsck_report(e.store)
     for p in report.problems:
         print(p)
     notes = [f"fsck: {len(report.problems)} problem(s)"]

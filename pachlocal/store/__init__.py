@@ -14,7 +14,7 @@ migrations), :mod:`.fsck` (invariants), :mod:`.killpoints` (crash injection).
 """
 
 from .errors import Commit, Entry, NotFound, StoreError, check_name, clean_path, new_id
-from .fsck import FsckReport
+from .fsck import FsckReport, fsck_report
 from .killpoints import killpoint, killpoints_passed
 from .objects import (
     ObjectStore,
@@ -46,6 +46,7 @@ __all__ = [
     "decode_manifest",
     "default_home",
     "encode_manifest",
+    "fsck_report",
     "killpoint",
     "killpoints_passed",
     "new_id",

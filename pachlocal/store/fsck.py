@@ -17,13 +17,10 @@ harmless) are listed in the report, not counted as problems.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .errors import Commit
 from .objects import decode_manifest, path_collision
-
-if TYPE_CHECKING:
-    from .pfs import Store
+from .pfs import Store
 
 
 @dataclass

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import Commit, Entry, NotFound, StoreError, check_name, new_id
-from .fsck import FsckReport, fsck_report
 from .killpoints import killpoint
 from .objects import (
     Change,
@@ -567,14 +566,6 @@ class Store:
         return sorted(later)
 
     # -- maintenance ------------------------------------------------------------------
-
-    def fsck(self) -> list[str]:
-        """The problems :meth:`fsck_report` finds, one line each."""
-        return self.fsck_report().problems
-
-    def fsck_report(self) -> FsckReport:
-        """Check every invariant a crash must not break (:func:`.fsck.fsck_report`)."""
-        return fsck_report(self)
 
     def clear_tmp(self) -> None:
         shutil.rmtree(self.objects.tmp, ignore_errors=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pachlocal.store import Store
+from pachlocal.store import Store, fsck_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,7 +212,7 @@ def fsck_clean(home: Path) -> list[str]:
     """The problems ``pachlocal fsck`` reports, and no scratch files left behind."""
     store = Store(home, readonly=True)
     try:
-        problems = store.fsck_report().problems
+        problems = fsck_report(store).problems
     finally:
         store.close()
     scratch = [
