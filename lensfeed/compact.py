@@ -34,7 +34,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,20 @@ from lensfeed.frames import (
     from_arrow,
     materialize,
     read_parquet,
-    sorted_batches,
+    read_partitioned,
     view,
+    write_sorted,
 )
-from lensfeed.parquet import write_sorted
+from lensfeed.parquet import (
+    DTIME,
+    list_partitions,
+    list_parts,
+    parse_tick,
+    partition_name,
+)
 from lensfeed.schemas import POSTS, STATS, TABLES, TIMESTAMP
 
 PARTS_FILE = "parts.json"
-_PARTITION = f"{feat.DTIME}="
 #: Rows per file and per row group of the compacted files.
 ROWS_PER_PART = 8 * feat.ROW_GROUP_ROWS
 
@@ -73,7 +79,7 @@ class Table:
         """The compacted files' schema: the columns read, in canonical order, plus ``dtime``."""
         wanted = {c.partition(".")[0] for c in self.columns}
         fields = [f for f in TABLES[self.name].schema if f.name in wanted]
-        return pa.schema([*fields, pa.field(feat.DTIME, TIMESTAMP)])
+        return pa.schema([*fields, pa.field(DTIME, TIMESTAMP)])
 
 
 TABLES_KEPT = (
@@ -83,17 +89,50 @@ TABLES_KEPT = (
 
 
 def _write(frame: Frame, table: Table, target: Path, scratch: Path) -> list[Path]:
-    batches = sorted_batches(
-        frame.select(*table.schema.names), table.key, feat.ROW_GROUP_ROWS, scratch
-    )
     return write_sorted(
-        batches,
+        frame,
         target,
         table.schema,
         table.key,
         rows_per_part=ROWS_PER_PART,
         row_group_rows=feat.ROW_GROUP_ROWS,
+        scratch=scratch,
     )
+
+
+# ---------------------------------------------------------------------------
+# reading the ingest repo
+
+
+def _empty_table(session: Session, table: str) -> Frame:
+    if table not in TABLES:
+        raise ValueError(f"no partition under table directory {table!r} and no schema known for it")
+    empty = TABLES[table].schema.empty_table()
+    return from_arrow(
+        session, empty.append_column(pa.field(DTIME, TIMESTAMP), pa.array([], TIMESTAMP))
+    )
+
+
+def read_partitions(session: Session, table_dir: str | Path) -> Frame:
+    """Read every ``dtime=<T>/*.parquet`` of an ingested table.
+
+    Args:
+        session: a session of either engine (:mod:`lensfeed.frames`).
+        table_dir: ``<input>/<table>``, named after the table (ingest's layout).
+
+    Returns:
+        The rows of all partitions plus ``dtime`` (timestamp, UTC) from the
+        directory name. Without any Parquet file, an empty frame in the table's
+        canonical schema (:mod:`lensfeed.schemas`) plus ``dtime``.
+
+    Raises:
+        ValueError: an entry of ``table_dir`` is not a partition.
+    """
+    root = Path(table_dir).absolute()
+    partitions = list_partitions(root)  # fails early and clearly on a foreign entry
+    if not any(list_parts(partition.path) for partition in partitions):
+        return _empty_table(session, root.name)
+    return read_partitioned(session, root, DTIME)
 
 
 # ---------------------------------------------------------------------------
@@ -117,19 +156,19 @@ def compact_partition(session: Session, inputs: Mapping[str, Path], out: Path) -
         ValueError: partitions of more than one tick, or a foreign entry.
         KeyError: a table lacks a column the features read.
     """
-    times = {table.name: feat.partition_times(inputs[table.name]) for table in TABLES_KEPT}
-    ticks = {t.strftime(feat.DTIME_FORMAT) for found in times.values() for t in found}
+    found = {table.name: list_partitions(inputs[table.name]) for table in TABLES_KEPT}
+    ticks = {partition.name for partitions in found.values() for partition in partitions}
     if not ticks:
         return None
     if len(ticks) > 1:
         raise ValueError(f"one datum must hold one tick's partitions, got {sorted(ticks)}")
     (tick,) = ticks
     for table in TABLES_KEPT:
-        if not times[table.name]:
+        if not found[table.name]:
             continue
-        rows = feat.read_partitions(session, inputs[table.name])
+        rows = read_partitions(session, inputs[table.name])
         current = table.current(feat.project(rows, table.columns, table.name))
-        target = out / table.name / f"{_PARTITION}{tick}"
+        target = out / table.name / partition_name(tick)
         _write(current, table, target, out / "_compact_spark")
     return tick
 
@@ -140,15 +179,7 @@ def compact_partition(session: Session, inputs: Mapping[str, Path], out: Path) -
 
 def part_files(compact: Path, table: str) -> dict[str, list[Path]]:
     """Tick -> that tick's files of ``table`` in ``compact``, oldest tick first."""
-    parts: dict[str, list[Path]] = {}
-    root = compact / table
-    if not root.is_dir():
-        return parts
-    for folder in sorted(root.iterdir()):
-        if not folder.name.startswith(_PARTITION) or not folder.is_dir():
-            raise ValueError(f"{folder}: expected a {_PARTITION}<{feat.DTIME_FORMAT}> folder")
-        parts[folder.name.removeprefix(_PARTITION)] = sorted(folder.glob("*.parquet"))
-    return parts
+    return {p.name: list_parts(p.path) for p in list_partitions(compact / table)}
 
 
 def digest(paths: list[Path]) -> str:
@@ -242,8 +273,8 @@ def current_state(session: Session, compact: Path, history: Path | None) -> Curr
         if merged is None or history is None:
             frames[table.name] = view(table.current(rows))
             continue
-        past = _read_parts(session, table, sorted((history / table.name).glob("*.parquet")))
+        past = _read_parts(session, table, list_parts(history / table.name))
         frames[table.name] = _merge(table, past, rows) if files else past
     ticks = sorted({tick for parts in listed.values() for tick in parts})
-    newest = datetime.strptime(ticks[-1], feat.DTIME_FORMAT).replace(tzinfo=UTC) if ticks else None
+    newest = parse_tick(ticks[-1]) if ticks else None
     return CurrentState(frames[POSTS], frames[STATS], newest, recent)

@@ -25,7 +25,6 @@ the missing ones. The readers and the writer at the end are the only I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,19 +32,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from lensfeed.frames import Frame, Session, api, from_arrow, read_parquet, read_partitioned
-from lensfeed.frames import sorted_batches as _sorted_batches
-from lensfeed.parquet import check_part_size, write_sorted
-from lensfeed.schemas import TABLES, TIMESTAMP
+from lensfeed.frames import Frame, Session, api, read_parquet, write_sorted
+from lensfeed.parquet import DTIME, FEATURES_DIR, check_part_size
+from lensfeed.schemas import TIMESTAMP
 
 #: Expressions (``F.col`` ...) are built by the frame's own engine (``api(frame).F``).
 Column = Any
 DataFrame = Frame
-
-DTIME = "dtime"
-#: Partition directories are ``dtime=<tick>``, the tick in RFC 3339 UTC.
-DTIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_PARTITION = re.compile(r"^dtime=(.+)$")
 
 #: A zero per-author maximum divides as this (the reference's rule).
 ZERO_MAX = 1e10
@@ -130,37 +123,7 @@ ROWS_PER_PART = 8 * ROW_GROUP_ROWS
 
 
 # ---------------------------------------------------------------------------
-# partitions
-
-
-def partition_times(table_dir: str | Path) -> list[datetime]:
-    """The ticks of the ``dtime=<T>`` partitions of one ingested table, oldest first.
-
-    Args:
-        table_dir: ``<input>/<table>``; a missing directory has no partitions.
-
-    Raises:
-        ValueError: an entry is not a ``dtime=<RFC 3339 UTC>`` directory
-            (entries starting with ``.`` or ``_`` are ignored, as Spark does).
-    """
-    root = Path(table_dir)
-    if not root.is_dir():
-        return []
-    times = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith((".", "_")):
-            continue
-        match = _PARTITION.match(entry.name)
-        if not entry.is_dir() or match is None:
-            raise ValueError(f"{entry}: expected a dtime=<{DTIME_FORMAT}> partition directory")
-        try:
-            moment = datetime.strptime(match.group(1), DTIME_FORMAT)
-        except ValueError:
-            raise ValueError(
-                f"{entry}: partition time {match.group(1)!r} is not {DTIME_FORMAT}"
-            ) from None
-        times.append(moment.replace(tzinfo=UTC))
-    return sorted(times)
+# inputs
 
 
 def feature_time_of(*partition_lists: Iterable[datetime]) -> datetime:
@@ -173,34 +136,6 @@ def feature_time_of(*partition_lists: Iterable[datetime]) -> datetime:
     if newest is None:
         raise ValueError("no dtime partition: the feature time is undefined")
     return newest
-
-
-def _empty_table(session: Session, table: str) -> DataFrame:
-    if table not in TABLES:
-        raise ValueError(f"no partition under table directory {table!r} and no schema known for it")
-    empty = TABLES[table].schema.empty_table()
-    return from_arrow(
-        session, empty.append_column(pa.field(DTIME, TIMESTAMP), pa.array([], TIMESTAMP))
-    )
-
-
-def read_partitions(session: Session, table_dir: str | Path) -> DataFrame:
-    """Read every ``dtime=<T>/*.parquet`` of an ingested table.
-
-    Args:
-        session: a session of either engine (:mod:`lensfeed.frames`).
-        table_dir: ``<input>/<table>``, named after the table (ingest's layout).
-
-    Returns:
-        The rows of all partitions plus ``dtime`` (timestamp, UTC) from the
-        directory name. Without any Parquet file, an empty frame in the table's
-        canonical schema (:mod:`lensfeed.schemas`) plus ``dtime``.
-    """
-    root = Path(table_dir).absolute()
-    partition_times(root)  # fails early and clearly on a foreign entry
-    if not any(root.glob("dtime=*/*.parquet")):
-        return _empty_table(session, root.name)
-    return read_partitioned(session, root, DTIME)
 
 
 def read_trust(session: Session, path: str | Path) -> DataFrame | None:
@@ -477,12 +412,11 @@ def write_features(
 ) -> list[Path]:
     """Write the features as ``<out_dir>/features/part-NNNNN.parquet``, sorted by ``post_id``.
 
-    The engine sorts (Spark through a scratch directory under ``out_dir``,
-    visible to its executors: :func:`lensfeed.frames.sorted_batches`); the rows
-    are then streamed in order and rewritten with pinned writer options into files of exactly ``rows_per_part`` rows (the last
-    fewer) and row groups of ``row_group_rows``. File names, row placement and
-    bytes depend only on the rows, never on the engine or its partitioning; memory holds
-    one row group.
+    The engine sorts and the rows are rewritten with pinned writer options into
+    files of exactly ``rows_per_part`` rows (the last fewer) and row groups of
+    ``row_group_rows`` (:func:`lensfeed.frames.write_sorted`). File names, row
+    placement and bytes depend only on the rows, never on the engine or its
+    partitioning; memory holds one row group.
 
     Returns:
         The files written, in order.
@@ -492,16 +426,16 @@ def write_features(
             group size (``min(row_group_rows, rows_per_part)``).
         RuntimeError: the rows are not sorted by a unique ``post_id``.
     """
-    group_rows = check_part_size(rows_per_part, row_group_rows)
+    check_part_size(rows_per_part, row_group_rows)
     out = Path(out_dir).absolute()
     if tuple(features.columns) != FEATURE_COLUMNS:
         features = select_features(features)
-    batches = _sorted_batches(features, "post_id", group_rows, out / "_features_spark")
     return write_sorted(
-        batches,
-        out / "features",
+        features,
+        out / FEATURES_DIR,
         FEATURES_SCHEMA,
         "post_id",
         rows_per_part=rows_per_part,
         row_group_rows=row_group_rows,
+        scratch=out / "_features_spark",
     )

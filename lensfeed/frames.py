@@ -36,6 +36,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lensfeed import parquet
+
 ENGINE_VARIABLE = "FEATURES_ENGINE"
 ENGINES = ("duckdb", "spark")
 DEFAULT_ENGINE = "duckdb"
@@ -368,3 +370,36 @@ def sorted_batches(
             yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_sorted(
+    frame: Frame,
+    target: Path,
+    schema: pa.Schema,
+    key: str,
+    *,
+    rows_per_part: int,
+    row_group_rows: int,
+    scratch: Path,
+) -> list[Path]:
+    """Write ``frame`` sorted by its unique ``key`` as ``<target>/part-NNNNN.parquet``.
+
+    The engine sorts (:func:`sorted_batches`; Spark through ``scratch``, a folder
+    under the output that its executors can write); the rows are then streamed
+    in order into :func:`lensfeed.parquet.write_sorted`, so file names, row
+    placement and bytes depend only on the rows, never on the engine.
+
+    Raises:
+        ValueError: ``rows_per_part`` is not a positive multiple of the row group size.
+        RuntimeError: the rows are not sorted by a unique ``key``.
+    """
+    group_rows = parquet.check_part_size(rows_per_part, row_group_rows)
+    batches = sorted_batches(frame.select(*schema.names), key, group_rows, scratch)
+    return parquet.write_sorted(
+        batches,
+        target,
+        schema,
+        key,
+        rows_per_part=rows_per_part,
+        row_group_rows=row_group_rows,
+    )

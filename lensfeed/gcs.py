@@ -18,7 +18,6 @@ runner's (:mod:`lensrun.emulator`).
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from base64 import b64encode
 from collections.abc import Callable, Mapping
@@ -26,19 +25,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-import pyarrow.parquet as pq
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from lensfeed.parquet import TABLE_OPTIONS
+from lensfeed.retry import Backoff, retrying
+
+#: The interface to an export bucket; the repos' Parquet bytes are :mod:`lensfeed.parquet`'s.
+__all__ = [
+    "LANDED_AT",
+    "ExportStore",
+    "GcsExportStore",
+    "ObjectGone",
+    "ObjectInfo",
+    "StoreError",
+    "make_client",
+    "md5_base64",
+    "parse_rfc3339",
+    "rfc3339",
+]
 
 EMULATOR_PROJECT = "lens-emulator"
 LANDED_AT = "landed_at"
-#: Writer options pinned so equal tables give equal bytes (with one pyarrow version).
-PARQUET_OPTIONS = TABLE_OPTIONS
 _RETRYABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -147,21 +157,16 @@ class GcsExportStore:
         return self._bucket
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        last: BaseException | None = None
-        for attempt in range(self.attempts):
-            if attempt:
-                self._sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-            try:
-                return call()
-            except _RETRYABLE as exc:
-                last = exc
-            except api_exceptions.GoogleAPICallError as exc:
-                raise StoreError(f"gs://{self._bucket}: {what} failed ({_describe(exc)})") from None
-        assert last is not None
-        raise StoreError(
-            f"gs://{self._bucket}: {what} failed after {self.attempts} attempts "
-            f"(last error: {_describe(last)}); is the bucket reachable?"
-        ) from None
+        backoff = Backoff(self.attempts, self.base_delay, self.max_delay)
+        try:
+            return retrying(call, backoff, _RETRYABLE, sleep=self._sleep)
+        except _RETRYABLE as exc:
+            raise StoreError(
+                f"gs://{self._bucket}: {what} failed after {self.attempts} attempts "
+                f"(last error: {_describe(exc)}); is the bucket reachable?"
+            ) from None
+        except api_exceptions.GoogleAPICallError as exc:
+            raise StoreError(f"gs://{self._bucket}: {what} failed ({_describe(exc)})") from None
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         def listing() -> list[ObjectInfo]:
@@ -210,12 +215,10 @@ def rfc3339(moment: datetime) -> str:
     return text.removesuffix(".000000") + "Z"
 
 
-def parquet_bytes(table: Any) -> bytes:
-    """A table as Parquet with :data:`PARQUET_OPTIONS` and no schema metadata.
-
-    Used for uploads and for the ingest stage's outputs alike: no timestamp is
-    written, so equal tables give equal bytes.
-    """
-    sink = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(None), sink, **PARQUET_OPTIONS)
-    return sink.getvalue()
+def parse_rfc3339(text: str) -> datetime | None:
+    """The time :func:`rfc3339` (or any ISO 8601 time with a zone) writes; None if not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None

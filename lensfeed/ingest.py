@@ -37,7 +37,6 @@ unreachable bucket (:class:`lensfeed.gcs.StoreError`) is fatal.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from croniter import croniter
 
 from lensfeed.gcs import (
@@ -58,9 +56,10 @@ from lensfeed.gcs import (
     ObjectGone,
     ObjectInfo,
     md5_base64,
-    parquet_bytes,
+    parse_rfc3339,
     rfc3339,
 )
+from lensfeed.parquet import parquet_bytes, partition_path, read_table, tick_name
 from lensfeed.schemas import TABLES, SchemaError, conform_table, validate_table
 from lensfeed.snapshots import (
     MARKER_NAME,
@@ -127,14 +126,6 @@ def settle_seconds(tick: datetime, now: datetime, settle: timedelta) -> float:
     return max(0.0, (tick + settle - now).total_seconds())
 
 
-def _parse_time(text: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
-
-
 def landing_time(obj: ObjectInfo, time_source: str = "time_created") -> datetime:
     """When an object landed: ``landed_at``, else ``custom_time`` if chosen, else ``time_created``.
 
@@ -143,7 +134,7 @@ def landing_time(obj: ObjectInfo, time_source: str = "time_created") -> datetime
     """
     if time_source not in TIME_SOURCES:
         raise ValueError(f"time source {time_source!r}: expected one of {', '.join(TIME_SOURCES)}")
-    landed = _parse_time(obj.metadata.get(LANDED_AT, ""))
+    landed = parse_rfc3339(obj.metadata.get(LANDED_AT, ""))
     if landed is not None:
         return landed
     if time_source == "custom_time" and obj.custom_time is not None:
@@ -241,7 +232,7 @@ def parse_export(table: str, data: bytes) -> Any:
     if len(data) < 12 or not data.endswith(b"PAR1"):
         raise ExportError(f"truncated Parquet: no footer in {len(data)} bytes")
     try:
-        return pq.read_table(io.BytesIO(data))
+        return read_table(data)
     except (pa.ArrowException, OSError) as exc:
         raise ExportError(f"unreadable Parquet ({table}): {exc}") from None
 
@@ -256,16 +247,6 @@ def conform_export(table: str, data: bytes) -> Any:
         return conform_table(table, parsed)
     except SchemaError as exc:
         raise ExportError(str(exc)) from None
-
-
-def tick_name(tick: datetime) -> str:
-    """A tick's RFC 3339 name, as Pachyderm names cron files (``2024-05-01T02:00:00Z``)."""
-    return tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def partition_path(table: str, tick: datetime, basename: str) -> str:
-    """Where an accepted object lives in the output repo."""
-    return f"/{table}/dtime={tick_name(tick)}/{basename}"
 
 
 def write_atomic(out_dir: Path, path: str, data: bytes) -> Path:
@@ -320,7 +301,7 @@ def _ingest_object(
     problem = name_problem(obj.name, prefix)
     if problem is not None:
         raise ExportError(problem)
-    if LANDED_AT in obj.metadata and _parse_time(obj.metadata[LANDED_AT]) is None:
+    if LANDED_AT in obj.metadata and parse_rfc3339(obj.metadata[LANDED_AT]) is None:
         raise ExportError(f"metadata {LANDED_AT} is not an RFC 3339 time with a zone")
     table, basename = obj.name.split("/")[-2:]
     marker = MARKER_NAME.fullmatch(basename) is not None

@@ -7,16 +7,11 @@ trained with ``tree_method=hist`` for 100 rounds. Class ids are the positions
 in :data:`LABELS`: ``MAYBE=0, NO=1, YES=2``, as in the 2023 production model.
 
 Categorical features are coded against the fixed vocabularies of
-:data:`CATEGORICAL`, never against the values of the batch at hand (the
-original's defect: ``astype('category')`` per batch gave a batch with fewer
-values different codes). Booleans become the string categories ``"false"`` and
-``"true"``: XGBoost 3.2 crashes on a category column of NumPy booleans, and
-strings sort the same way (``false`` before ``true``) as the 2023 notebook's
-boolean categories did. Null and unknown values become missing (NaN), which
-XGBoost sends along each split's learned default branch; an unknown value is
-counted so that callers can report it. The model is trained with
-``enable_categorical=True``, so the vocabularies are stored in the model JSON
-and :mod:`lensfeed.predict` re-codes its input against them.
+:data:`lensfeed.classifier.CATEGORICAL` (see there); null and unknown values
+become missing (NaN), which XGBoost sends along each split's learned default
+branch. The model is trained with ``enable_categorical=True``, so the
+vocabularies are stored in the model JSON and :mod:`lensfeed.predict` re-codes
+its input against them.
 
 Determinism: with a fixed seed and no sampling, training is a pure function of
 the data. The saved JSON bytes were checked identical across runs and across
@@ -30,98 +25,23 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xgboost as xgb
 
-#: Class names by class id (``MAYBE=0, NO=1, YES=2``).
-LABELS: tuple[str, ...] = ("MAYBE", "NO", "YES")
-
-#: The 2023 production model's features, in its order.
-FEATURES: tuple[str, ...] = (
-    "region",
-    "collects",
-    "followship_score",
-    "custom_filters_gardener_flagged",
-    "upvotes",
-    "content_warning",
-    "mirrors",
-    "is_original",
-    "is_content_warning",
-    "age",
-    "followship_rank",
-    "downvotes",
-    "main_content_focus",
-    "comments",
-    "language",
-    "max_age",
-    "max_mirrors",
-    "max_collects",
-    "max_comments",
-    "post_score",
+from lensfeed.classifier import (
+    CATEGORICAL,
+    FEATURES,
+    LABELS,
+    Unseen,
+    encode_category,
 )
+from lensfeed.parquet import read_dataset
 
-BOOLEAN_VALUES: tuple[str, ...] = ("false", "true")
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
-
-
-#: ISO 639-1 codes, lower case (``language`` is reduced to its primary subtag).
-LANGUAGES: tuple[str, ...] = _words(
-    """aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch
-    co cr cs cu cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd
-    gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka
-    kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi
-    mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl
-    ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw
-    ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
-    za zh zu"""
-)
-#: ISO 3166-1 alpha-2 codes, upper case.
-REGIONS: tuple[str, ...] = _words(
-    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ
-    BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU
-    CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB
-    GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL
-    IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI
-    LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
-    MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN
-    PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR
-    SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US
-    UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
-)
-
-#: The category vocabulary of each categorical feature, in code order. Fixed
-#: here, stored in every trained model, and read back from it by the predict step.
-CATEGORICAL: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "region": REGIONS,
-        "custom_filters_gardener_flagged": BOOLEAN_VALUES,
-        "content_warning": ("NSFW", "SENSITIVE", "SPOILER"),
-        "is_original": BOOLEAN_VALUES,
-        "is_content_warning": BOOLEAN_VALUES,
-        "main_content_focus": ("ARTICLE", "AUDIO", "EMBED", "IMAGE", "LINK", "TEXT_ONLY", "VIDEO"),
-        "language": LANGUAGES,
-    }
-)
-#: Features whose values are strings: they can only be fed as categories.
-STRING_FEATURES: frozenset[str] = frozenset(
-    {"region", "content_warning", "main_content_focus", "language"}
-)
-_BOOLEAN_FEATURES = frozenset(
-    name for name, values in CATEGORICAL.items() if values == BOOLEAN_VALUES
-) | {"is_hidden", "is_gated"}
-
-#: Counts of unknown categorical values: ``{feature: {value: rows}}``.
-Unseen = dict[str, dict[str, int]]
 Positions = npt.NDArray[np.int64]
 
 
@@ -226,84 +146,6 @@ def check_label_counts(labels: pd.Series, min_per_class: int, context: str = "")
             f"cannot train: labelled rows {shown}{context}; every class needs at least "
             f"{min_per_class} rows"
         )
-
-
-def normalise_category(feature: str, value: Any) -> str | None:
-    """The vocabulary spelling of one raw value, or None for a null.
-
-    Booleans become ``"false"``/``"true"``; strings are stripped, ``language``
-    is reduced to its lower-case primary subtag (``en-US`` -> ``en``), other
-    features are upper-cased. An empty string is null.
-    """
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    text = str(value).strip()
-    if not text:
-        return None
-    if feature == "language":
-        return text.replace("_", "-").split("-")[0].lower()
-    if feature in _BOOLEAN_FEATURES:
-        return text.lower()
-    return text.upper()
-
-
-def category_lookup(
-    feature: str, uniques: Any, vocabulary: Sequence[str], missing: Any, dtype: Any
-) -> tuple[Any, dict[int, str]]:
-    """The code of each distinct raw value, and the values outside the vocabulary.
-
-    Args:
-        feature: the feature's name (selects the spelling rules).
-        uniques: the distinct raw values of a column.
-        vocabulary: the categories in code order.
-        missing: the code of a null or unknown value.
-        dtype: the codes' NumPy type.
-
-    Returns:
-        An array of ``len(uniques) + 1`` codes (the last slot, for a null, is
-        ``missing``), and position in ``uniques`` -> spelling for unknown values.
-    """
-    index = {value: code for code, value in enumerate(vocabulary)}
-    lookup = np.full(len(uniques) + 1, missing, dtype=dtype)
-    unknown: dict[int, str] = {}
-    for i, value in enumerate(uniques):
-        spelled = normalise_category(feature, value)
-        if spelled is None:
-            continue
-        if spelled in index:
-            lookup[i] = index[spelled]
-        else:
-            unknown[i] = spelled
-    return lookup, unknown
-
-
-def encode_category(
-    column: pd.Series, feature: str, vocabulary: Sequence[str]
-) -> tuple[pd.Categorical, dict[str, int]]:
-    """Code one column against a fixed vocabulary.
-
-    Args:
-        column: raw values (strings, booleans, nulls).
-        feature: the feature's name (selects the spelling rules).
-        vocabulary: the categories in code order.
-
-    Returns:
-        A ``Categorical`` whose categories are exactly ``vocabulary`` (so its
-        codes never depend on the batch), and the unknown values with their row
-        counts; unknown values and nulls are missing.
-    """
-    raw_codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    lookup, unknown = category_lookup(feature, uniques, vocabulary, -1, np.dtype(np.int64))
-    codes = lookup[raw_codes]
-    unseen: dict[str, int] = {}
-    if unknown:
-        counts = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
-        for i, spelled in unknown.items():
-            unseen[spelled] = unseen.get(spelled, 0) + int(counts[i])
-    categorical = pd.Categorical.from_codes(codes, categories=pd.Index(list(vocabulary)))
-    return categorical, dict(sorted(unseen.items()))
 
 
 def encode_columns(
@@ -551,7 +393,7 @@ def fit(
     return booster, card
 
 
-# --- reading the features repo (used by the model and predict entry points) ---
+# --- reading the features repo (the model entry point) ---
 
 _NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
@@ -565,8 +407,5 @@ def read_features(directory: Path) -> pd.DataFrame:
     Raises:
         FileNotFoundError: no part (the features stage always writes one).
     """
-    parts = sorted(directory.glob("*.parquet"))
-    if not parts:
-        raise FileNotFoundError(f"no *.parquet feature files under {directory}")
-    table = pa.concat_tables([pq.read_table(part) for part in parts], promote_options="default")
+    table = read_dataset(directory, kind="feature")
     return table.to_pandas(types_mapper=_NULLABLE.get)

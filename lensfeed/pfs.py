@@ -10,8 +10,10 @@ work with the variables unset.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+
+from lensfeed.parquet import parse_tick
 
 
 class MissingSecret(RuntimeError):
@@ -58,5 +60,5 @@ def tick_times(cron_dir: Path) -> list[datetime]:
     """The tick times present in a cron input directory, oldest first."""
     out = []
     for entry in sorted(cron_dir.iterdir()) if cron_dir.exists() else []:
-        out.append(datetime.strptime(entry.name, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+        out.append(parse_tick(entry.name))
     return out

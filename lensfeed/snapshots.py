@@ -29,13 +29,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from lensfeed.parquet import list_partitions, read_parts
 from lensfeed.schemas import FOLLOWERS, PROFILES
 
 #: The tables exported as full snapshots; only these have completion markers.
@@ -45,7 +43,6 @@ MARKER_SUFFIX = ".complete.json"
 MAX_MARKER_BYTES = 4096
 PART_NAME = re.compile(r"(\d{8}T\d{6}Z)-(\d+)\.parquet")
 MARKER_NAME = re.compile(r"(\d{8}T\d{6}Z)\.complete\.json")
-DTIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _SHOWN_RUNS = 3
 
 
@@ -230,18 +227,15 @@ def list_landed(table_dir: Path) -> list[LandedFile]:
         SnapshotError: no ``dtime=`` partition, a partition not named by an RFC 3339
             tick, an unexpected file, or an unreadable marker.
     """
-    partitions = sorted(table_dir.glob("dtime=*"))
+    try:
+        partitions = list_partitions(table_dir)
+    except ValueError as exc:
+        raise SnapshotError(str(exc)) from None
     if not partitions:
         raise SnapshotError(f"no dtime= partition under {table_dir}")
     found = []
-    for entry in partitions:
-        try:
-            tick = datetime.strptime(entry.name.removeprefix("dtime="), DTIME_FORMAT)
-        except ValueError:
-            tick = None
-        if tick is None or not entry.is_dir():
-            raise SnapshotError(f"{entry}: not a dtime=<YYYY-MM-DDTHH:MM:SSZ> partition")
-        found += [_landed(tick.replace(tzinfo=UTC), path) for path in sorted(entry.iterdir())]
+    for partition in partitions:
+        found += [_landed(partition.tick, path) for path in sorted(partition.path.iterdir())]
     return found
 
 
@@ -294,8 +288,7 @@ def choose_run(table: str, runs: Sequence[Run]) -> Choice:
 
 def read_run(run: Run, columns: list[str] | None = None) -> Any:
     """The rows of a run's parts in part order, as one ``pyarrow.Table``."""
-    paths = [run.parts[n].path for n in sorted(run.parts)]
-    return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+    return read_parts([run.parts[n].path for n in sorted(run.parts)], columns=columns)
 
 
 def current_snapshot(table_dir: Path, table: str) -> Choice:

@@ -1,9 +1,12 @@
-"""Command line of the local runner: ``python -m lensrun generate ...``.
+"""Command line of the local runner: ``python -m lensrun generate|compare ...``.
 
 ``generate`` writes deterministic Lens-shaped export objects (Parquet) under
 ``--out``, laid out as ``<out>/<prefix>/<table>/<export time>-<part>.parquet``,
 and prints a one-line summary. Idempotent: the same arguments rewrite the same
 bytes.
+
+``compare A B`` holds two pachlocal state directories against each other, every repo's
+history file by file (:mod:`lensrun.compare`), and exits 1 when they differ.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
+from lensrun.compare import RUN_SPECIFIC, differences
 from lensrun.generate import generate_dataset, plan_exports, write_exports
 
 
@@ -39,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--profiles", type=int, default=None, help="default: posts / 20")
     generate.add_argument("--prefix", default="lens", help="first path component of objects")
     generate.add_argument("--snapshot-every-hours", type=int, default=24)
+    compare = commands.add_parser("compare", help="compare two pachlocal state directories")
+    compare.add_argument("a", type=Path, help="a PACHLOCAL_HOME")
+    compare.add_argument("b", type=Path, help="another PACHLOCAL_HOME")
+    compare.add_argument(
+        "--all", action="store_true", help="also the files that name commits (always differ)"
+    )
     return parser
 
 
@@ -46,6 +57,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
+    return _generate(parser, args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    found = differences(args.a, args.b, ignore=() if args.all else RUN_SPECIFIC)
+    for line in found:
+        print(line)  # noqa: T201
+    skipped = "" if args.all else f" (skipped: {', '.join(RUN_SPECIFIC)})"
+    print(f"{len(found)} difference(s){skipped}")  # noqa: T201
+    return 1 if found else 0
+
+
+def _generate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     began = time.perf_counter()
     try:
         dataset = generate_dataset(args.posts, args.seed, args.start, args.end, args.profiles)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lensfeed.schemas import FOLLOWERS, PROFILES
+from lensfeed.snapshots import SNAPSHOT_TABLES
 from pachlocal.engine import Engine, Progress
 from pachlocal.spec import input_leaves, load_spec_documents, spec_fingerprint
 from pachlocal.store import Store, default_home
@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2024, 5, 1, tzinfo=UTC)  # the cron start of ingest in specs/ingest.pipeline.json
 HISTORY = timedelta(days=7)  # exported before START, delivered as one backlog at the first tick
 STRATEGY = "ml-xgb-followship"
-SNAPSHOT_TABLES = (PROFILES, FOLLOWERS)
 
 
 @dataclass

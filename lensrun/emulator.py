@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from google.cloud import storage
 
-from lensfeed.gcs import LANDED_AT, make_client, parquet_bytes, rfc3339
+from lensfeed.gcs import LANDED_AT, make_client, rfc3339
+from lensfeed.parquet import parquet_bytes
 from lensfeed.snapshots import plan_markers
 
 if TYPE_CHECKING:

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import pandas as pd  # type: ignore[import-untyped]
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lensfeed import pfs, pg, snapshots
 from lensfeed.eigentrust import (
@@ -44,6 +43,7 @@ from lensfeed.eigentrust import (
     global_trust_frame,
     pretrust,
 )
+from lensfeed.parquet import GLOBALTRUST_FILE, SCORES_OPTIONS, write_frame
 from lensfeed.schemas import FOLLOWERS, PROFILES
 
 STRATEGY = "followship"
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eigentrust: not converged after {result.iterations} iterations", file=sys.stderr)
     frame = global_trust_frame(graph.peers, result.scores, STRATEGY, day)
     args.out.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, schema=GLOBALTRUST_SCHEMA, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata(None), args.out / "globaltrust.parquet")
+    write_frame(frame, GLOBALTRUST_SCHEMA, args.out / GLOBALTRUST_FILE, SCORES_OPTIONS)
     print(
         f"eigentrust: {len(frame)} scores for {day} from {len(graph.peers)} peers and "
         f"{len(graph.src)} edges ({result.iterations} iterations)"

@@ -30,6 +30,7 @@ from typing import Any
 from lensfeed import compact
 from lensfeed import features as feat
 from lensfeed.frames import session_scope
+from lensfeed.parquet import TRUST_FILE, tick_name
 from lensfeed.schemas import POSTS
 
 
@@ -45,13 +46,13 @@ def _run(args: argparse.Namespace, session: Any) -> str:
     state = compact.current_state(session, args.compact, args.history)
     if state.feature_time is None or not compact.part_files(args.compact, POSTS):
         return f"no post under {args.compact}; nothing to do"
-    trust = feat.read_trust(session, args.trust / "trust.parquet")
+    trust = feat.read_trust(session, args.trust / TRUST_FILE)
     table = feat.post_features(state.posts, state.stats, trust, state.feature_time)
     paths = feat.write_features(table, args.out, rows_per_part=args.rows_per_part)
     recent = sorted({tick for ticks in state.recent.values() for tick in ticks})
     span = f"{len(recent)} ({recent[0]} .. {recent[-1]})" if recent else "none"
     return (
-        f"{len(paths)} file(s) at feature_time {state.feature_time:%Y-%m-%dT%H:%M:%SZ}; "
+        f"{len(paths)} file(s) at feature_time {tick_name(state.feature_time)}; "
         f"ticks merged here: {span}"
     )
 

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import sys
 from pathlib import Path
 
-import pandas as pd  # type: ignore[import-untyped]
-
 from lensfeed import pfs, pg
 from lensfeed.feed import DEFAULT_STRATEGY, FeedParams, feed_csv, generate_feed, seed_from_bytes
+from lensfeed.parquet import PREDICTIONS_FILE, read_frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"feed: FEED_STRATEGY: {exc}", file=sys.stderr)
         return 2
-    source = args.predictions / "predictions.parquet"
+    source = args.predictions / PREDICTIONS_FILE
     if not source.is_file():
         print(f"feed: {source} not found", file=sys.stderr)
         return 1
     raw = source.read_bytes()
     params = FeedParams(strategy_name=strategy)
-    feed, meta = generate_feed(pd.read_parquet(io.BytesIO(raw)), seed_from_bytes(raw), params)
+    feed, meta = generate_feed(read_frame(raw), seed_from_bytes(raw), params)
     data = feed_csv(feed)
     meta["input_commits"] = {"predictions": pfs.input_commit("predictions")}
     meta["feed_sha256"] = hashlib.sha256(data).hexdigest()

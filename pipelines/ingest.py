@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lensfeed import gcs, ingest, pfs
+from lensfeed.parquet import tick_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"expected one tick file in {args.tick_dir}, found {len(ticks)}")
         prev, tick = ingest.tick_window(args.schedule, ticks[0])
         if prev == tick:
-            print(f"tick {ingest.tick_name(tick)} is off schedule {args.schedule}: empty window")
+            print(f"tick {tick_name(tick)} is off schedule {args.schedule}: empty window")
         settle = ingest.parse_duration(args.settle)
         time.sleep(ingest.settle_seconds(tick, datetime.now(UTC), settle))
         client = gcs.make_client(pfs.optional_env("STORAGE_EMULATOR_HOST"))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lensfeed import pfs
 from lensfeed.model import InsufficientLabels, TrainingSettings, fit, read_features
+from lensfeed.parquet import FEATURES_DIR
 
 
 def settings_from_env() -> TrainingSettings:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = settings_from_env()
-        features = read_features(args.features / "features")
+        features = read_features(args.features / FEATURES_DIR)
         booster, card = fit(features, settings, input_commit=pfs.input_commit("features"))
     except InsufficientLabels as exc:
         print(f"model: {exc} (see LABEL_* in transform.env)", file=sys.stderr)

@@ -28,13 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lensfeed import pfs
-from lensfeed.predict import (
-    ModelError,
-    load_model,
-    predict_table,
-    read_features_table,
-    write_predictions,
-)
+from lensfeed.booster import ModelError, load_model
+from lensfeed.parquet import FEATURES_DIR, PREDICTIONS_FILE
+from lensfeed.predict import predict_table, read_features_table, write_predictions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         model = load_model(model_path, nthread=int(pfs.optional_env("XGB_NTHREAD", "2")))
-        features = read_features_table(args.features / "features")
+        features = read_features_table(args.features / FEATURES_DIR)
         predictions, unseen = predict_table(model, features)
     except (ModelError, KeyError, ValueError, FileNotFoundError, pa.ArrowException) as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    write_predictions(predictions, args.out / "predictions.parquet")
+    write_predictions(predictions, args.out / PREDICTIONS_FILE)
     labels = pc.value_counts(predictions.column("label")).to_pylist()
     counts = {c["values"]: c["counts"] for c in sorted(labels, key=lambda c: -c["counts"])}
     print(

@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lensfeed import pfs, pg
+from lensfeed.parquet import SCORES_OPTIONS, TRUST_FILE, tick_name, write_frame
 
 TRUST_SCHEMA = pa.schema(
     [
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trust: {exc}", file=sys.stderr)
         return 2
     ticks = pfs.tick_times(args.tick_dir)
-    tick = f"{ticks[-1]:%Y-%m-%dT%H:%M:%SZ}" if ticks else "none"
+    tick = tick_name(ticks[-1]) if ticks else "none"
     try:
         with pg.connect(dsn) as conn:
             pg.ensure_schema(conn)
@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except pg.PgError as exc:
         print(f"trust: {exc}", file=sys.stderr)
         return 1
-    table = pa.Table.from_pandas(trust, schema=TRUST_SCHEMA, preserve_index=False)
     args.out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.replace_schema_metadata(None), args.out / "trust.parquet")
+    write_frame(trust, TRUST_SCHEMA, args.out / TRUST_FILE, SCORES_OPTIONS)
     date = trust["date"].iloc[0] if len(trust) else "none"
     print(f"trust: {len(trust)} {strategy!r} scores of {date} written (tick {tick})")
     return 0

@@ -1,4 +1,4 @@
-"""Suite-wide settings and the shared services.
+"""Suite-wide settings and the shared services: PostgreSQL, the GCS emulator, a DuckDB session.
 
 A datum gets a private ``/tmp`` (as in a worker pod), so a test that watches a
 datum from outside (progress files, gates, counters across retries) cannot keep
@@ -12,12 +12,16 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from lensrun.emulator import EmulatorServer
     from lensrun.pgserver import EmbeddedPostgres
+
+#: The bucket of the shared GCS emulator (:func:`gcs_emulator`).
+EMULATOR_BUCKET = "lens-exports"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,3 +62,23 @@ def pg_db(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Iterat
     yield Database(name, pg_server.dsn.replace("@/postgres?", f"@/{name}?", 1))
     with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[EmulatorServer]:
+    """One GCS emulator per test process, serving bucket :data:`EMULATOR_BUCKET`
+    (tests wipe it before use: ``gcs_emulator.wipe()``)."""
+    from lensrun.emulator import EmulatorServer
+
+    with EmulatorServer(EMULATOR_BUCKET) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def duckdb_session() -> Iterator[Any]:
+    """One in-process DuckDB session (sqlframe) per test process: no JVM."""
+    from lensfeed import frames
+
+    opened = frames.open_session("tests", "duckdb")
+    yield opened
+    frames.close_session(opened)

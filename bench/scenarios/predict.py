@@ -16,7 +16,7 @@ from bench.scenarios import FEATURE_TIME
 
 
 def prediction_features(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    from lensfeed.model import LANGUAGES, REGIONS
+    from lensfeed.classifier import LANGUAGES, REGIONS
 
     def pick(values: list[Any], p: list[float] | None = None) -> Any:
         return np.asarray(values, dtype=object)[rng.choice(len(values), n, p=p)]
@@ -100,12 +100,14 @@ def bench_predict(scale: dict[str, Any], repeat: int, model_path: Path) -> list[
     :func:`lensfeed.predict.predict` on the same rows as a pandas frame is timed
     alongside, for reference."""
     from lensfeed import predict
+    from lensfeed.booster import load_model
+    from lensfeed.matrix import encode
 
-    model = predict.load_model(model_path)
+    model = load_model(model_path)
     frame = prediction_features(scale["predict"], np.random.default_rng(3))
     with tempfile.TemporaryDirectory(prefix="lensfeed-bench-") as tmp:
         table = features_table(frame, Path(tmp) / "features")
-    matrix, _ = predict.encode(model, table)
+    matrix, _ = encode(model, table)
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     booster = model.booster
 

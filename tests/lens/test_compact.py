@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,20 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lensfeed import compact, frames
+from lensfeed import compact
 from lensfeed.schemas import POSTS, STATS, TABLES
 from pachlocal.spec import load_spec_documents
 from tests.lens.layouts import compact_ticks, write_features_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 2, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def session() -> Iterator[Any]:
-    opened = frames.open_session("tests", "duckdb")
-    yield opened
-    frames.close_session(opened)
 
 
 @pytest.fixture(scope="module")

@@ -54,13 +54,6 @@ def test_a_bad_thread_count_is_refused(monkeypatch):
         frames.open_session("x", "duckdb")
 
 
-@pytest.fixture
-def session():
-    opened = frames.open_session("tests", "duckdb")
-    yield opened
-    frames.close_session(opened)
-
-
 def test_from_arrow_and_materialize_keep_rows_and_types(session):
     struct = pa.struct([("uuid", pa.string()), ("source_timestamp", pa.int64())])
     table = pa.table(

@@ -13,15 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 
+from lensfeed.classifier import BOOLEAN_VALUES, CATEGORICAL, FEATURES, LABELS, encode_category
 from lensfeed.model import (
-    BOOLEAN_VALUES,
-    CATEGORICAL,
-    FEATURES,
-    LABELS,
     InsufficientLabels,
     TrainingSettings,
     check_label_counts,
-    encode_category,
     fit,
     label_posts,
     prepare_matrix,

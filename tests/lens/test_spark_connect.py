@@ -14,11 +14,12 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from lensfeed import compact, frames
+from lensfeed import compact
 from lensfeed.spark import is_remote, spark_path
 from lensrun.sparkserver import SparkConnectServer, SparkServerError
 from pachlocal.engine import Engine
@@ -37,16 +38,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectSer
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def layout(tmp_path_factory: pytest.TempPathFactory, duckdb_session: Any) -> Path:
     root = tmp_path_factory.mktemp("inputs")
     start, end = datetime(2024, 5, 2, 18, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC)
     write_features_inputs(root, 300, 7, start, end, trust_every=3)
-    session = frames.open_session("tests", "duckdb")
-    try:
-        features_layout(session, root)
-        compact.merge_history(session, root / "compact", root / "history")
-    finally:
-        frames.close_session(session)
+    features_layout(duckdb_session, root)
+    compact.merge_history(duckdb_session, root / "compact", root / "history")
     return root
 
 
