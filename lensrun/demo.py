@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from lensfeed.snapshots import SNAPSHOT_TABLES
-from pachlocal.engine import Engine, Progress
+from pachlocal.engine import Engine
 from pachlocal.spec import input_leaves, load_spec_documents, spec_fingerprint
 from pachlocal.store import Store, default_home
 
 from . import lineage, report
+from .console import Console
 from .generate import ExportObject, default_profiles, generate_dataset, plan_exports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,62 +142,6 @@ def parse_config(
         spark_remote=a.spark_remote,
         quiet=a.quiet,
     )
-
-
-class Console:
-    """Progress on stderr: one line per tick, failed jobs at once on a line of their own.
-
-    On a terminal (not in CI) the current job and datum counters update in place. Quiet:
-    failures only.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty() and not os.environ.get("CI")
-        self.jobs: list[dict[str, Any]] = []  # finished since the last take_jobs()
-        self.since = time.monotonic()
-
-    def _write(self, text: str, end: str = "\n") -> None:
-        sys.stderr.write(("\r\033[K" if self.tty else "") + text + end)
-        sys.stderr.flush()
-
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            self._write(text)
-
-    def error(self, text: str) -> None:
-        """Said even when quiet."""
-        self._write(text)
-
-    def status(self, text: str) -> None:
-        """A line on a terminal that the next one replaces; nothing elsewhere."""
-        if self.tty and not self.quiet:
-            self._write(text, end="")
-
-    def progress(self) -> Progress:
-        def datum_done(pipeline: str, done: int, total: int) -> None:
-            if total:
-                self.status(f"  {pipeline}: datum {done}/{total}")
-
-        def job_finished(job: Mapping[str, Any]) -> None:
-            self.jobs.append(dict(job))
-            if job["state"] != "success":
-                self.error(report.failure_line(job))
-            else:
-                self.status(f"  {len(self.jobs)} jobs done, last {job['pipeline']}")
-
-        return Progress(datum_done=datum_done, job_finished=job_finished)
-
-    def take_jobs(self) -> tuple[list[dict[str, Any]], float]:
-        """The jobs finished since the last call, and the seconds since then."""
-        jobs, self.jobs = self.jobs, []
-        now = time.monotonic()
-        seconds, self.since = now - self.since, now
-        return jobs, seconds
-
-    def tick_done(self, when: datetime) -> None:
-        jobs, seconds = self.take_jobs()
-        self.say(report.tick_line(f"tick {when:%Y-%m-%dT%H:%MZ}", jobs, seconds))
 
 
 def spec_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -507,8 +452,39 @@ def backfill(
     engine.tick_until(until)
 
 
+def tmp_problem(config: DemoConfig) -> str:
+    """Why the embedded services cannot live where the state directory is, or ``""``.
+
+    A datum sees ``/tmp`` privately, as a worker pod does, so a database socket under
+    ``/tmp`` is out of its reach: the eigentrust and feed jobs could not connect."""
+    if config.pgsql_url:
+        return ""
+    services = config.services.resolve()
+    if services == Path("/tmp") or Path("/tmp") in services.parents:
+        return (
+            f"{config.home} is under /tmp: the embedded PostgreSQL's socket would be in"
+            f" {services}, and a datum sees /tmp privately (as a worker pod does), so the"
+            " jobs that write PostgreSQL could not reach it; use a state directory outside"
+            " /tmp (PACHLOCAL_HOME, default ./.pachlocal) or an external server (--pgsql-url)"
+        )
+    return ""
+
+
+def failed_jobs(engine: Engine, since: int) -> list[dict[str, Any]]:
+    """The jobs after sequence number ``since`` that failed or could not run."""
+    return [
+        job
+        for job in engine.jobs()
+        if job["seq"] > since and job["state"] in ("failure", "unrunnable", "killed")
+    ]
+
+
 def run(config: DemoConfig) -> int:
     console = Console(config.quiet)
+    problem = tmp_problem(config)
+    if problem:
+        console.error(f"make run: {problem}")
+        return 2
     config.home.mkdir(parents=True, exist_ok=True)
     state_file = config.home / "demo.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
@@ -541,9 +517,16 @@ def run(config: DemoConfig) -> int:
             backfill(engine, config.root, until, console, since=begin)
             if not config.quiet:
                 summarize(engine, dsn, since, console)
+            failed = failed_jobs(engine, since)
     state_file.write_text(
         json.dumps({"until": until.isoformat(), "seed": config.seed, "posts": config.posts})
     )
+    if failed:
+        console.error(
+            f"\n{len(failed)} job(s) failed this run (listed above); state in {config.home};"
+            f" see `.venv/bin/pachlocal list job` and `pachlocal logs -p <pipeline>`."
+        )
+        return 1
     console.say(
         f"\nDone in {time.monotonic() - t0:.0f} s. State in {config.home}; try `.venv/bin/pachlocal list commit feed`."
     )

@@ -318,10 +318,7 @@ class Scheduler:
         spec, salt = pipe["spec"], pipe["salt"]
         started = time.time()
         with self.store.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET state='running', started=? WHERE pipeline=? AND id=?",
-                (started, name, job_id),
-            )
+            self.pps.mark_running(db, name, job_id, started)
         inputs = json.loads(job["inputs"])
         try:
             datums = (

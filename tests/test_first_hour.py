@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 import pytest
 
 from lensrun import report
-from lensrun.demo import Console, DemoConfig, run
+from lensrun.console import Console
+from lensrun.demo import DemoConfig, run
 from lensrun.lineage import FeedMoves, Node, feed_moves, pick_feed_pair, render_tree
 
 POSTS = 600
