@@ -92,14 +92,15 @@ def post_score_apply(posts: pd.DataFrame, feature_time: pd.Timestamp) -> pd.Data
 
     Args:
         posts: ``post_id, profile_id, block_timestamp, mirrors, collects, comments``.
-        feature_time: the time ages are counted to (whole days, floor, as ours;
-            the original's age arithmetic on ``yyyymmddHHMMSS`` integers was a defect).
+        feature_time: the time ages are counted to, in calendar days (UTC dates), as
+            the original's ``datediff(feature_time, block_timestamp)`` counts them.
 
     Returns:
         ``posts`` plus ``age, max_age, max_mirrors, max_collects, max_comments, post_score``.
     """
     frame = posts.copy()
-    frame["age"] = (feature_time - frame["block_timestamp"]) // pd.Timedelta(days=1)
+    days = feature_time.tz_convert("UTC").floor("D") - frame["block_timestamp"].dt.floor("D")
+    frame["age"] = days // pd.Timedelta(days=1)
     maxima = frame.groupby("profile_id")[["age", "mirrors", "collects", "comments"]].max()
     maxima.columns = [f"max_{c}" for c in maxima.columns]
     frame = frame.merge(maxima, left_on="profile_id", right_index=True, how="left")

@@ -32,7 +32,7 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
             "--scale",
             "tiny",
             "--only",
-            "feed_push,eigentrust,predict",
+            "feed_push,eigentrust,predict,post_score",
             "--out",
             str(out),
         ],
@@ -48,7 +48,7 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
     assert document["scale"] == "tiny"
     assert {"cores", "memory_gib"} <= set(document["machine"])
     results = document["results"]
-    expected = {"feed_push_vs_to_sql", "feed_push_vs_copy", "eigentrust"}
+    expected = {"feed_push_vs_to_sql", "feed_push_vs_copy", "eigentrust", "post_score"}
     if "predict" in document["skipped"]:
         assert "model" in document["skipped"]["predict"]
     else:
@@ -58,6 +58,9 @@ def test_bench_run_tiny(tmp_path: Path) -> None:
         assert set(result) >= FIELDS
         assert result["ours_s"] > 0 and result["baseline_s"] > 0
     assert results["eigentrust"]["scores_equal"] is True
+    # every row's age, author maxima and post_score equal the pandas reference's
+    assert results["post_score"]["values_equal"] is True
+    assert results["post_score"]["rows_compared"] == results["post_score"]["posts"]
     if "predict" in results:
         assert results["predict"]["labels_equal"] is True
 
