@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,13 +35,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+def pg_server() -> Iterator[EmbeddedPostgres]:
     """One embedded PostgreSQL per test process, for the modules that need one (each gets a
-    database of its own: :func:`pg_db`). Tests that kill or restart a server start theirs."""
+    database of its own: :func:`pg_db`). Tests that kill or restart a server start theirs.
+
+    Its data lives outside pytest's base temporary directory: as root the server runs as
+    a system user, and every new pytest session makes that directory 0700, which would
+    cut a server of a session still running off its own files."""
     from lensrun.pgserver import EmbeddedPostgres
 
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata") as srv:
-        yield srv
+    root = os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()
+    work = Path(tempfile.mkdtemp(prefix="lens-tests-pg-", dir=root))
+    try:
+        with EmbeddedPostgres(work / "pgdata") as srv:
+            yield srv
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass(frozen=True)
