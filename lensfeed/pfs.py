@@ -34,10 +34,6 @@ def job_id() -> str:
     return os.environ.get("PACH_JOB_ID", "")
 
 
-def pipeline_name() -> str:
-    return os.environ.get("PPS_PIPELINE_NAME", "")
-
-
 def require_env(name: str, *, what: str) -> str:
     """A secret delivered as an environment variable; missing or empty is an error.
 

@@ -53,7 +53,6 @@ class Engine:
         self.triggers = Triggers(self.store, self.pps)
         self.queue = JobQueue(self.store, self.pps, self.triggers)
         self.ticks = CronTicks(self.store, self.pps)
-        self.progress = progress or Progress()
         self.write = write
         self.scheduler = Scheduler(
             home=home,
@@ -61,7 +60,7 @@ class Engine:
             pps=self.pps,
             queue=self.queue,
             secrets=self.secrets,
-            progress=self.progress,
+            progress=progress or Progress(),
             max_jobs=max(1, max_jobs or max_jobs_setting()),
             recover=self._recover,
         )

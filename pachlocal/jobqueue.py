@@ -33,9 +33,8 @@ def reads(spec: Mapping[str, Any], repo: str) -> bool:
     return any(leaf["repo"] == repo for leaf in branch_leaves(spec.get("input") or {}))
 
 
-def now_iso(t: float | None = None) -> str:
-    when = datetime.now(UTC) if t is None else datetime.fromtimestamp(t, UTC)
-    return when.isoformat()
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 class JobQueue:

@@ -182,6 +182,13 @@ def test_pushes_of_different_strategies_do_not_wait_for_each_other(pg_db, conn):
     )
 
 
+def assert_lock_free(dsn: str, strategy: str) -> None:
+    """Another session can take the feed load lock of ``strategy`` at once."""
+    with pg.connect(dsn) as other:
+        key = pg.load_lock_key(pg.FEED, strategy)
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+
+
 def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(pg_db, conn):
     previous = feed_rows([f"old{i:03d}" for i in range(20)])
     pg.replace_feed(conn, "a", previous, RUN)
@@ -192,9 +199,7 @@ def test_a_push_failing_midway_keeps_the_previous_rows_and_frees_the_lock(pg_db,
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1
-    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
-        key = pg.load_lock_key(pg.FEED, "a")
-        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+    assert_lock_free(pg_db.dsn, "a")  # the rollback released the strategy's lock
 
 
 def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(pg_db, conn):
@@ -206,9 +211,7 @@ def test_a_repeated_post_id_found_while_streaming_keeps_the_previous_rows(pg_db,
         pg.replace_feed(conn, "a", bad, RUN)
     pd.testing.assert_frame_equal(whole_feed(conn), before)
     assert run_count(conn) == 1
-    with pg.connect(pg_db.dsn) as other:  # the rollback released the strategy's lock
-        key = pg.load_lock_key(pg.FEED, "a")
-        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+    assert_lock_free(pg_db.dsn, "a")  # the rollback released the strategy's lock
 
 
 def test_a_failed_push_lets_a_waiting_push_through(pg_db, conn):
